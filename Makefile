@@ -1,0 +1,34 @@
+# voxserve: `make demo` runs the three services on the embedded tiny pack; `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+VARIANT ?= cpu
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.voxserve-$(VARIANT)-installed
+
+.PHONY: setup demo test test-all protos lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/setup-venv.sh
+	VENV=$(VENV) PYTHON=$(PYTHON) VARIANT=$(VARIANT) bash scripts/setup-venv.sh
+	touch $@
+
+demo: setup
+	$(BIN)/voxserve demo -o demo.wav
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-all: setup
+	$(BIN)/python -m pytest -q -m ''
+
+protos: setup
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. \
+		protos/voxserve/v1/speech.proto protos/voxserve/v1/generator.proto protos/voxserve/v1/vocoder.proto
+
+lint: setup
+	$(BIN)/ruff check voxserve tests
+	$(BIN)/ruff format --check voxserve tests
+
+clean:
+	rm -rf $(VENV) .voxserve demo.wav

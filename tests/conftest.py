@@ -1,0 +1,35 @@
+"""Session-wide fixtures: one tiny pack and one running stack (one vLLM engine) for all tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from voxserve.packs.pack import Pack, write_tiny_pack
+from voxserve.stack import LocalStack, Ports
+
+PACK_SEED = 7
+
+
+@pytest.fixture(scope="session")
+def tiny_pack(tmp_path_factory: pytest.TempPathFactory) -> Pack:
+    return write_tiny_pack(tmp_path_factory.mktemp("pack"), seed=PACK_SEED)
+
+
+@pytest.fixture(scope="session")
+def stack(tiny_pack: Pack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    logs = tmp_path_factory.mktemp("logs")
+    local = LocalStack(
+        tiny_pack.root, Ports.free(), log_dir=logs, env={"VOXSERVE_GENERATOR_MAX_NUM_SEQS": "16"}
+    )
+    try:
+        local.start(timeout=420)
+    except Exception:
+        local.stop()
+        for log in sorted(Path(logs).glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text()[-4000:]}")
+        raise
+    yield local
+    local.stop()

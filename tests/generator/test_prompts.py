@@ -1,0 +1,112 @@
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from voxserve.generator.prompts import GLOBAL_TOKENS_PER_VOICE, SparkPromptBuilder
+
+GLOBALS = [4095, 0, *range(100, 130)]
+GLOBAL_BLOCK = (
+    "<|start_global_token|><|bicodec_global_4095|><|bicodec_global_0|>"
+    + "".join(f"<|bicodec_global_{n}|>" for n in range(100, 130))
+    + "<|end_global_token|>"
+)
+
+
+@pytest.fixture
+def builder() -> SparkPromptBuilder:
+    return SparkPromptBuilder(num_global=4096)
+
+
+def test_fixed_voice(builder: SparkPromptBuilder) -> None:
+    assert builder.fixed_voice("Hello, world.", GLOBALS) == (
+        "<|task_tts|><|start_content|>Hello, world.<|end_content|>" + GLOBAL_BLOCK
+    )
+
+
+def test_controllable(builder: SparkPromptBuilder) -> None:
+    assert builder.controllable("नमस्ते दुनिया", "male", 0, 4) == (
+        "<|task_controllable_tts|><|start_content|>नमस्ते दुनिया<|end_content|>"
+        "<|start_style_label|><|gender_1|><|pitch_label_0|><|speed_label_4|><|end_style_label|>"
+    )
+    assert "<|gender_0|><|pitch_label_2|><|speed_label_3|>" in builder.controllable("Hi.", "female", 2, 3)
+
+
+def test_controllable_with_globals_continues_the_controllable_prompt(builder: SparkPromptBuilder) -> None:
+    prompt = builder.controllable_with_globals("Hi.", "female", 1, 2, np.array(GLOBALS, dtype=np.int64))
+    assert prompt == builder.controllable("Hi.", "female", 1, 2) + GLOBAL_BLOCK
+
+
+def test_text_is_kept_verbatim(builder: SparkPromptBuilder) -> None:
+    text = '  It\'s <laugh> 4:15 — "quoted"\nnew line  '
+    assert f"<|start_content|>{text}<|end_content|>" in builder.fixed_voice(text, GLOBALS)
+
+
+@pytest.mark.parametrize(
+    ("global_ids", "match"),
+    [
+        (GLOBALS[:-1], rf"global_ids must hold exactly {GLOBAL_TOKENS_PER_VOICE} ids, got 31"),
+        ([*GLOBALS, 1], r"global_ids must hold exactly 32 ids, got 33"),
+        ([], r"global_ids must hold exactly 32 ids, got 0"),
+        ([*GLOBALS[:5], 4096, *GLOBALS[6:]], r"global_ids\[5\] = 4096 is not an integer in 0\.\.4095"),
+        ([-1, *GLOBALS[1:]], r"global_ids\[0\] = -1 .*0\.\.4095"),
+        ([True, *GLOBALS[1:]], r"global_ids\[0\] = True"),
+        ([*GLOBALS[:-1], 2.0], r"global_ids\[31\] = 2\.0"),
+    ],
+)
+def test_global_ids_are_validated(builder: SparkPromptBuilder, global_ids: list, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        builder.fixed_voice("Hi.", global_ids)
+    with pytest.raises(ValueError, match=match):
+        builder.controllable_with_globals("Hi.", "male", 2, 2, global_ids)
+
+
+def test_global_range_follows_the_token_table() -> None:
+    @dataclass
+    class SmallTable:
+        num_global: int = 16
+
+    builder = SparkPromptBuilder.from_token_table(SmallTable())
+    assert builder.fixed_voice("Hi.", [15] * 32).count("<|bicodec_global_15|>") == 32
+    with pytest.raises(ValueError, match=r"0\.\.15"):
+        builder.fixed_voice("Hi.", [16] * 32)
+
+
+@pytest.mark.parametrize(
+    ("gender", "pitch", "speed", "match"),
+    [
+        ("Female", 2, 2, r"gender must be one of female, male, got 'Female'"),
+        (0, 2, 2, r"gender must be one of female, male, got 0"),
+        ("male", 5, 2, r"pitch must be an integer in 0\.\.4, got 5"),
+        ("male", -1, 2, r"pitch must be an integer in 0\.\.4, got -1"),
+        ("male", "2", 2, r"pitch must be an integer in 0\.\.4, got '2'"),
+        ("male", 2, 7, r"speed must be an integer in 0\.\.4, got 7"),
+        ("male", 2, True, r"speed must be an integer in 0\.\.4, got True"),
+        ("male", 2, 1.0, r"speed must be an integer in 0\.\.4, got 1\.0"),
+    ],
+)
+def test_style_is_validated(
+    builder: SparkPromptBuilder, gender: object, pitch: object, speed: object, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        builder.controllable("Hi.", gender, pitch, speed)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=match):
+        builder.controllable_with_globals("Hi.", gender, pitch, speed, GLOBALS)  # type: ignore[arg-type]
+
+
+def test_numpy_levels_are_accepted(builder: SparkPromptBuilder) -> None:
+    prompt = builder.controllable("Hi.", "male", np.int64(3), np.int8(1))
+    assert "<|pitch_label_3|><|speed_label_1|>" in prompt
+
+
+@pytest.mark.parametrize("text", ["", "   \n", "say <|im_end|> now", "<|bicodec_semantic_1|>"])
+def test_unusable_text_is_refused(builder: SparkPromptBuilder, text: str) -> None:
+    with pytest.raises(ValueError, match="text"):
+        builder.fixed_voice(text, GLOBALS)
+    with pytest.raises(ValueError, match="text"):
+        builder.controllable(text, "female", 2, 2)
+
+
+def test_text_must_be_a_string(builder: SparkPromptBuilder) -> None:
+    with pytest.raises(TypeError, match="text must be a str"):
+        builder.fixed_voice(b"Hi.", GLOBALS)  # type: ignore[arg-type]

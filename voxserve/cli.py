@@ -1,0 +1,199 @@
+"""`voxserve`: run the services, write packs, and speak through a running gateway."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+
+DEMO_TEXT = "Hello from voxserve: this sentence was generated, decoded and streamed as it was spoken."
+
+
+def _pack(args: argparse.Namespace) -> Path:
+    from voxserve.packs.pack import Pack, ensure_default_pack
+
+    return (Pack.open(args.pack) if args.pack else ensure_default_pack()).root
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from voxserve.packs.pack import write_tiny_pack
+
+    pack = write_tiny_pack(Path(args.dir), seed=args.seed)
+    print(f"wrote tiny {pack.family} pack to {pack.root}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import importlib
+
+    app = importlib.import_module(f"voxserve.{args.service}.app")
+    config = importlib.import_module(f"voxserve.{args.service}.config")
+    overrides = {"port": args.port}
+    if args.service != "gateway":
+        overrides["pack"] = args.pack
+    asyncio.run(app.run(config.load(**overrides)))
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from voxserve.stack import LocalStack, Ports
+
+    stack = LocalStack(
+        _pack(args), Ports(gateway=args.port), log_dir=Path(args.log_dir) if args.log_dir else None
+    )
+    started = time.monotonic()
+    stack.start()
+    print(
+        f"voxserve up in {time.monotonic() - started:.1f} s: gateway {stack.ports.address('gateway')} "
+        f"(generator {stack.ports.address('generator')}, vocoder {stack.ports.address('vocoder')}); "
+        "Ctrl-C stops",
+        flush=True,
+    )
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        while not stopping:
+            for name, process in stack.processes.items():
+                if process.poll() is not None:
+                    print(f"{name} exited with code {process.returncode}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+    finally:
+        stack.stop()
+    return 0
+
+
+def _print_synthesis(result: object, out: Path) -> None:
+    from voxserve.client import Synthesis
+
+    assert isinstance(result, Synthesis)
+    s = result.summary
+    print(
+        f"wrote {out}: {result.audio_seconds:.2f} s of audio at {result.sample_rate} Hz "
+        f"({s.semantic_tokens} semantic tokens)"
+    )
+    print(f"first-audio latency: {result.first_audio_seconds * 1000:.0f} ms")
+    print(f"real-time factor: {result.real_time_factor:.3f}")
+
+
+def _say(address: str, text: str, voice: str, out: Path, seed: int, max_tokens: int | None) -> None:
+    from voxserve.client import synthesize
+    from voxserve.common.audio import write_wav_pcm16
+    from voxserve.v1 import generator_pb2
+
+    sampling = generator_pb2.SamplingParams()
+    if max_tokens:
+        sampling.max_tokens = max_tokens
+    result = synthesize(address, text, voice=voice, sampling=sampling, seed=seed)
+    write_wav_pcm16(out, result.pcm16, result.sample_rate)
+    _print_synthesis(result, out)
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    import grpc
+
+    try:
+        _say(args.address, args.text, args.voice, Path(args.output), args.seed, args.max_tokens)
+    except grpc.RpcError as exc:
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return 1
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from voxserve.stack import LocalStack, Ports
+
+    pack = _pack(args)
+    print(f"model pack: {pack}")
+    ports = Ports.free()
+    started = time.monotonic()
+    with LocalStack(pack, ports, log_dir=Path(args.log_dir)) as stack:
+        print(f"services ready in {time.monotonic() - started:.1f} s (logs in {args.log_dir})")
+        _say(stack.ports.address("gateway"), args.text, args.voice, Path(args.output), 0, args.max_tokens)
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from voxserve.common.config import describe
+    from voxserve.gateway.config import PREFIX as GW
+    from voxserve.gateway.config import GatewayConfig
+    from voxserve.generator.config import PREFIX as GEN
+    from voxserve.generator.config import GeneratorConfig
+    from voxserve.packs.pack import HomeConfig
+    from voxserve.vocoder.config import PREFIX as VOC
+    from voxserve.vocoder.config import VocoderConfig
+
+    for title, cls, prefix in (
+        ("all", HomeConfig, "VOXSERVE_"),
+        ("gateway", GatewayConfig, GW),
+        ("generator", GeneratorConfig, GEN),
+        ("vocoder", VocoderConfig, VOC),
+    ):
+        print(f"# {title}")
+        for name, default, doc in describe(cls, prefix):
+            print(f"{name}={default}\t# {doc}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="voxserve", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    pk = sub.add_parser("pack", help="write a model pack")
+    pk_sub = pk.add_subparsers(dest="kind", required=True)
+    tiny = pk_sub.add_parser("tiny", help="a tiny random pack in the Spark-TTS-0.5B layout")
+    tiny.add_argument("dir")
+    tiny.add_argument("--seed", type=int, default=1234)
+    tiny.set_defaults(func=cmd_pack)
+
+    sv = sub.add_parser("serve", help="run one service in the foreground (config from VOXSERVE_* variables)")
+    sv.add_argument("service", choices=["generator", "vocoder", "gateway"])
+    sv.add_argument("--pack", type=Path, default=None, help="model pack (generator, vocoder)")
+    sv.add_argument("--port", type=int, default=None)
+    sv.set_defaults(func=cmd_serve)
+
+    up = sub.add_parser("up", help="run all three services locally until Ctrl-C")
+    up.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
+    up.add_argument("--port", type=int, default=50051, help="gateway port")
+    up.add_argument("--log-dir", default=".voxserve/logs")
+    up.set_defaults(func=cmd_up)
+
+    for name, helptext in (
+        ("say", "synthesize TEXT through a running gateway"),
+        ("demo", "start the services, synthesize a sentence, stop"),
+    ):
+        sp = sub.add_parser(name, help=helptext)
+        if name == "say":
+            sp.add_argument("text")
+            sp.add_argument("--address", default="127.0.0.1:50051", help="gateway address")
+            sp.add_argument("--seed", type=int, default=0)
+        else:
+            sp.add_argument("--text", default=DEMO_TEXT)
+            sp.add_argument("--pack", type=Path, default=None)
+            sp.add_argument("--log-dir", default=".voxserve/logs")
+        sp.add_argument("-o", "--output", default="demo.wav" if name == "demo" else "out.wav")
+        sp.add_argument("--voice", default="default")
+        sp.add_argument("--max-tokens", type=int, default=None, help="cap on semantic tokens (50 per second)")
+        sp.set_defaults(func=cmd_say if name == "say" else cmd_demo)
+
+    cf = sub.add_parser("config", help="list every setting with its default")
+    cf.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

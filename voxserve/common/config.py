@@ -1,0 +1,82 @@
+"""Typed service configuration read from environment variables.
+
+Each service declares one frozen dataclass whose fields carry a default and a one-line doc in
+their metadata; `load_config` fills it from `PREFIX_FIELD_NAME` variables. This is the only place
+that reads the environment, so every setting is discoverable (`voxserve config`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A variable holds a value its field cannot take."""
+
+
+def setting(default: Any, doc: str) -> Any:
+    """A config field with its default and documentation."""
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+def env_name(prefix: str, field_name: str) -> str:
+    return f"{prefix}{field_name.upper()}"
+
+
+def _parse(kind: Any, raw: str, name: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if raw == "":
+            return None
+        return _parse(args[0], raw, name)
+    if origin is tuple:
+        (item,) = {a for a in typing.get_args(kind) if a is not Ellipsis}
+        return tuple(_parse(item, part.strip(), name) for part in raw.split(",") if part.strip())
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind in (int, float, str):
+            return kind(raw)
+        if kind is Path:
+            return Path(raw).expanduser()
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a valid {getattr(kind, '__name__', kind)}") from exc
+    raise ConfigError(f"{name}: unsupported setting type {kind}")
+
+
+def load_config(cls: type[T], prefix: str, environ: Mapping[str, str] | None = None, **overrides: Any) -> T:
+    """Build `cls` from defaults, then environment variables, then explicit overrides."""
+    env = os.environ if environ is None else environ
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        name = env_name(prefix, field.name)
+        if name in env:
+            values[field.name] = _parse(hints[field.name], env[name], name)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**values)
+
+
+def describe(cls: type, prefix: str) -> list[tuple[str, str, str]]:
+    """(variable, default, doc) rows for documentation and `voxserve config`."""
+    rows = []
+    for field in dataclasses.fields(cls):
+        default = field.default if field.default is not dataclasses.MISSING else ""
+        if isinstance(default, tuple):
+            default = ",".join(str(d) for d in default)
+        rows.append((env_name(prefix, field.name), str(default), field.metadata.get("doc", "")))
+    return rows

@@ -1,0 +1,92 @@
+"""The request id that travels in gRPC metadata through gateway, generator and vocoder."""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import structlog
+
+METADATA_KEY = "x-request-id"
+
+_current: contextvars.ContextVar[str] = contextvars.ContextVar("voxserve_request_id", default="")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def current_request_id() -> str:
+    return _current.get()
+
+
+def outgoing_metadata() -> tuple[tuple[str, str], ...]:
+    """Metadata for a downstream call made on behalf of the current request."""
+    rid = _current.get()
+    return ((METADATA_KEY, rid),) if rid else ()
+
+
+def _from_context(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == METADATA_KEY and value:
+            return str(value)[:64]
+    return new_request_id()
+
+
+def _bind(context: grpc.aio.ServicerContext) -> None:
+    rid = _from_context(context)
+    _current.set(rid)
+    structlog.contextvars.bind_contextvars(request_id=rid)
+
+
+class RequestIdInterceptor(grpc.aio.ServerInterceptor):
+    """Binds the caller's request id (or a new one) for the duration of each call.
+
+    Wrapping the behaviour itself (not just the interceptor hook) matters: grpc.aio runs the
+    handler in its own task, so context variables set in the hook would not reach it.
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        if handler.unary_unary:
+            inner_uu = handler.unary_unary
+
+            async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                _bind(context)
+                return await inner_uu(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                unary_unary, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            inner_us = handler.unary_stream
+
+            async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                _bind(context)
+                async for item in inner_us(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                unary_stream, handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_stream:
+            inner_ss = handler.stream_stream
+
+            async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                _bind(context)
+                async for item in inner_ss(requests, context):
+                    yield item
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream_stream, handler.request_deserializer, handler.response_serializer
+            )
+        return handler

@@ -1,0 +1,83 @@
+"""Builds and runs the generator service: one vLLM async engine per process."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import grpc
+
+from voxserve.common.logging import configure_logging, get_logger
+from voxserve.common.server import ServiceSpec, serve
+from voxserve.generator import metrics
+from voxserve.generator.config import GeneratorConfig
+from voxserve.generator.engine import SparkGenerator
+from voxserve.generator.servicer import GeneratorServicer
+from voxserve.generator.token_table import TokenTable
+from voxserve.packs.pack import resolve_pack
+from voxserve.v1 import generator_pb2, generator_pb2_grpc
+
+log = get_logger(__name__)
+
+
+def _on_cpu() -> bool:
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
+def build_engine(config: GeneratorConfig) -> SparkGenerator:
+    # vLLM reads its CPU KV-cache size from the environment before the engine starts.
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.kv_cache_gib))
+    from transformers import AutoTokenizer
+    from vllm.engine.arg_utils import AsyncEngineArgs
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    pack = resolve_pack(config.pack)
+    started = time.monotonic()
+    tokenizer = AutoTokenizer.from_pretrained(pack.llm_dir)
+    table = TokenTable.from_tokenizer(tokenizer)
+    args = AsyncEngineArgs(
+        model=str(pack.llm_dir),
+        dtype=config.dtype,
+        max_model_len=config.max_model_len,
+        max_num_seqs=config.max_num_seqs,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        enforce_eager=config.enforce_eager,
+        disable_log_stats=False,
+        seed=0,
+    )
+    llm = AsyncLLM.from_engine_args(args)
+    log.info("engine ready", pack=str(pack.root), seconds=round(time.monotonic() - started, 2), cpu=_on_cpu())
+    return SparkGenerator(
+        llm, tokenizer, table, max_model_len=config.max_model_len, max_tokens=config.max_tokens
+    )
+
+
+async def run(config: GeneratorConfig) -> None:
+    configure_logging("generator", config.log_level)
+    generator = build_engine(config)
+    metrics.ENGINE_REQUESTS.set_function(lambda: generator.active_requests)
+    servicer = GeneratorServicer(
+        generator, max_text_chars=config.max_text_chars, max_tokens=config.max_tokens
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        generator_pb2_grpc.add_GeneratorServicer_to_server(servicer, server)
+
+    async def shutdown() -> None:
+        generator.llm.shutdown()
+
+    spec = ServiceSpec(
+        name="generator",
+        register=register,
+        service_names=[generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name],
+        on_stop=shutdown,
+    )
+    await serve(
+        spec,
+        host=config.host,
+        port=config.port,
+        metrics_port=config.metrics_port,
+        grace_seconds=config.grace_seconds,
+    )

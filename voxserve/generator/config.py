@@ -1,0 +1,32 @@
+"""Generator settings: environment variables `VOXSERVE_GENERATOR_*`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from voxserve.common.config import load_config, setting
+
+PREFIX = "VOXSERVE_GENERATOR_"
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    pack: Path | None = setting(None, "Model pack directory; empty means the embedded default pack")
+    host: str = setting("127.0.0.1", "Address to listen on")
+    port: int = setting(50052, "gRPC port")
+    metrics_port: int = setting(9102, "Prometheus metrics port; 0 disables")
+    max_text_chars: int = setting(2000, "Longest text accepted per request, in characters")
+    max_tokens: int = setting(3000, "Most semantic tokens per request (the default and the limit)")
+    max_model_len: int = setting(4096, "vLLM max_model_len: prompt plus generated tokens")
+    max_num_seqs: int = setting(64, "vLLM max_num_seqs: requests batched per engine step")
+    dtype: str = setting("auto", "vLLM dtype: auto, float32, bfloat16 or float16")
+    kv_cache_gib: int = setting(1, "KV cache size in GiB on CPU (VLLM_CPU_KVCACHE_SPACE)")
+    gpu_memory_utilization: float = setting(0.5, "Fraction of GPU memory vLLM may use (CUDA only)")
+    enforce_eager: bool = setting(False, "Disable CUDA graphs / compilation (faster start, slower steps)")
+    grace_seconds: float = setting(10.0, "Seconds in-flight requests get to finish on SIGTERM")
+    log_level: str = setting("INFO", "Log level")
+
+
+def load(**overrides: object) -> GeneratorConfig:
+    return load_config(GeneratorConfig, PREFIX, **overrides)

@@ -1,0 +1,152 @@
+"""`voxserve.v1.Generator`: validates a request and streams the engine's token frames."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from voxserve.common.logging import get_logger
+from voxserve.common.request_id import current_request_id
+from voxserve.common.status import InvalidArgument
+from voxserve.generator import metrics
+from voxserve.generator.engine import NUM_GLOBAL_TOKENS, Frame, Sampling, SparkGenerator, Style
+from voxserve.v1 import generator_pb2, generator_pb2_grpc
+
+log = get_logger(__name__)
+
+_GENDERS = {
+    generator_pb2.VoiceStyle.GENDER_UNSPECIFIED: "female",
+    generator_pb2.VoiceStyle.FEMALE: "female",
+    generator_pb2.VoiceStyle.MALE: "male",
+}
+_FINISH = {"stop": generator_pb2.GenerateResult.STOP, "length": generator_pb2.GenerateResult.LENGTH}
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise InvalidArgument(message)
+
+
+def parse_sampling(msg: generator_pb2.SamplingParams, max_tokens: int) -> Sampling:
+    """Sampling from a request, with every field checked against its documented range."""
+    s = Sampling()
+    values = {}
+    if msg.HasField("temperature"):
+        _check(0 <= msg.temperature <= 2, f"sampling.temperature={msg.temperature:g} must be in [0, 2]")
+        values["temperature"] = msg.temperature
+    if msg.HasField("top_k"):
+        _check(0 <= msg.top_k <= 10000, f"sampling.top_k={msg.top_k} must be in [0, 10000]")
+        values["top_k"] = msg.top_k
+    if msg.HasField("top_p"):
+        _check(0 < msg.top_p <= 1, f"sampling.top_p={msg.top_p:g} must be in (0, 1]")
+        values["top_p"] = msg.top_p
+    if msg.HasField("repetition_penalty"):
+        rp = msg.repetition_penalty
+        _check(0 < rp <= 2, f"sampling.repetition_penalty={rp:g} must be in (0, 2]")
+        values["repetition_penalty"] = rp
+    if msg.HasField("max_tokens"):
+        _check(
+            1 <= msg.max_tokens <= max_tokens,
+            f"sampling.max_tokens={msg.max_tokens} must be in [1, {max_tokens}]",
+        )
+        values["max_tokens"] = msg.max_tokens
+    if msg.HasField("min_tokens"):
+        limit = values.get("max_tokens", max_tokens)
+        _check(0 <= msg.min_tokens <= limit, f"sampling.min_tokens={msg.min_tokens} must be in [0, {limit}]")
+        values["min_tokens"] = msg.min_tokens
+    if msg.HasField("seed"):
+        values["seed"] = msg.seed
+    return Sampling(**{**s.__dict__, **values})
+
+
+def parse_style(msg: generator_pb2.VoiceStyle) -> Style:
+    _check(msg.gender in _GENDERS, f"style.gender={msg.gender} is not a known gender")
+    _check(msg.pitch <= 4, f"style.pitch={msg.pitch} must be in [0, 4]")
+    _check(msg.speed <= 4, f"style.speed={msg.speed} must be in [0, 4]")
+    return Style(gender=_GENDERS[msg.gender], pitch=msg.pitch, speed=msg.speed)
+
+
+def parse_global_ids(ids: list[int], num_global: int) -> list[int]:
+    _check(
+        len(ids) == NUM_GLOBAL_TOKENS,
+        f"global_tokens.ids has {len(ids)} ids; exactly {NUM_GLOBAL_TOKENS} are required",
+    )
+    bad = next((i for i, g in enumerate(ids) if not 0 <= g < num_global), None)
+    _check(
+        bad is None,
+        f"global_tokens.ids[{bad}]={ids[bad] if bad is not None else 0} is out of range [0, {num_global})",
+    )
+    return list(ids)
+
+
+def frame_to_proto(frame: Frame) -> generator_pb2.TokenFrame:
+    msg = generator_pb2.TokenFrame(global_ids=frame.global_ids, semantic_ids=frame.semantic_ids)
+    if frame.result is not None:
+        r = frame.result
+        msg.result.CopyFrom(
+            generator_pb2.GenerateResult(
+                finish_reason=_FINISH.get(
+                    r.finish_reason, generator_pb2.GenerateResult.FINISH_REASON_UNSPECIFIED
+                ),
+                prompt_tokens=r.prompt_tokens,
+                semantic_tokens=r.semantic_tokens,
+                queue_seconds=r.queue_seconds,
+                first_token_seconds=r.first_token_seconds,
+                total_seconds=r.total_seconds,
+            )
+        )
+    return msg
+
+
+class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
+    def __init__(self, generator: SparkGenerator, *, max_text_chars: int, max_tokens: int):
+        self.generator = generator
+        self.max_text_chars = max_text_chars
+        self.max_tokens = max_tokens
+
+    def _parse(self, request: generator_pb2.GenerateRequest) -> dict:
+        text = request.text.strip()
+        _check(bool(text), "text is empty")
+        _check(
+            len(text) <= self.max_text_chars,
+            f"text has {len(text)} characters; the limit is {self.max_text_chars}",
+        )
+        voice = request.WhichOneof("voice")
+        global_ids = (
+            parse_global_ids(list(request.global_tokens.ids), self.generator.table.num_global)
+            if voice == "global_tokens"
+            else None
+        )
+        style = parse_style(request.style) if voice == "style" else None
+        return {
+            "text": text,
+            "global_ids": global_ids,
+            "style": style,
+            "sampling": parse_sampling(request.sampling, self.max_tokens),
+        }
+
+    async def Generate(
+        self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[generator_pb2.TokenFrame]:
+        try:
+            args = self._parse(request)
+        except InvalidArgument as exc:
+            metrics.REQUESTS.labels("invalid").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        metrics.ACTIVE_REQUESTS.inc()
+        outcome = "cancelled"
+        try:
+            async for frame in self.generator.generate(**args, request_id=current_request_id() or "req"):
+                if frame.result is not None:
+                    outcome = "completed"
+                    metrics.FIRST_TOKEN_SECONDS.observe(frame.result.first_token_seconds)
+                    metrics.SEMANTIC_TOKENS.inc(frame.result.semantic_tokens)
+                    log.info("generated", **frame.result.__dict__)
+                yield frame_to_proto(frame)
+        except InvalidArgument as exc:
+            outcome = "invalid"
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        finally:
+            metrics.ACTIVE_REQUESTS.dec()
+            metrics.REQUESTS.labels(outcome).inc()

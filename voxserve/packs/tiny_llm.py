@@ -1,0 +1,369 @@
+"""A small random Qwen2 causal LM in the Spark-TTS-0.5B ``LLM/`` layout.
+
+The files mirror the real ones: a byte-level BPE ``tokenizer.json`` carrying the real special tokens as
+added tokens, ``tokenizer_config.json`` / ``special_tokens_map.json`` naming the same tokenizer class and
+special tokens, a ``config.json`` with the real keys, ``generation_config.json`` and ``model.safetensors``
+under the Hugging Face Qwen2 tensor names. Only the sizes are small, so the code that loads this pack
+(transformers, vLLM) is the code that loads real weights.
+
+The BPE merges are learnt from a short corpus embedded here; the tokenizer does not depend on the seed,
+only the weights do.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from safetensors.numpy import save_file
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+from tokenizers.models import BPE
+from tokenizers.trainers import BpeTrainer
+
+NUM_GLOBAL_TOKENS = 4096
+NUM_SEMANTIC_TOKENS = 8192
+NUM_STYLE_LEVELS = 5
+
+ENDOFTEXT = "<|endoftext|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+QWEN_SPECIAL_TOKENS = (ENDOFTEXT, IM_START, IM_END)
+
+SPARK_CONTROL_TOKENS = (
+    "<|task_tts|>",
+    "<|task_controllable_tts|>",
+    "<|start_content|>",
+    "<|end_content|>",
+    "<|start_style_label|>",
+    "<|end_style_label|>",
+    "<|start_global_token|>",
+    "<|end_global_token|>",
+    "<|start_semantic_token|>",
+    "<|end_semantic_token|>",
+    "<|gender_0|>",
+    "<|gender_1|>",
+    *(f"<|pitch_label_{n}|>" for n in range(NUM_STYLE_LEVELS)),
+    *(f"<|speed_label_{n}|>" for n in range(NUM_STYLE_LEVELS)),
+)
+
+# Size of the learnt byte-level vocabulary (256 byte symbols + merges), before the added tokens.
+BASE_VOCAB_SIZE = 1536
+
+# Qwen2's pre-tokenizer split (the same expression as in the real tokenizer.json).
+QWEN2_SPLIT_PATTERN = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+
+HIDDEN_SIZE = 64
+NUM_LAYERS = 2
+NUM_ATTENTION_HEADS = 2
+NUM_KV_HEADS = 1
+INTERMEDIATE_SIZE = 128
+MAX_POSITIONS = 4096
+VOCAB_MULTIPLE = 64
+INIT_STD = 0.02
+
+
+def bicodec_tokens() -> list[str]:
+    """The BiCodec audio tokens, globals before semantics, each run in index order (as upstream)."""
+    return [f"<|bicodec_global_{n}|>" for n in range(NUM_GLOBAL_TOKENS)] + [
+        f"<|bicodec_semantic_{n}|>" for n in range(NUM_SEMANTIC_TOKENS)
+    ]
+
+
+def build_tiny_tokenizer() -> Tokenizer:
+    """Byte-level BPE with Qwen2's pipeline, trained on the embedded corpus, plus the Spark tokens."""
+    tokenizer = Tokenizer(
+        BPE(
+            dropout=None,
+            unk_token=None,
+            continuing_subword_prefix="",
+            end_of_word_suffix="",
+            fuse_unk=False,
+            byte_fallback=False,
+        )
+    )
+    tokenizer.normalizer = normalizers.NFC()
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False),
+        ]
+    )
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = BpeTrainer(
+        vocab_size=BASE_VOCAB_SIZE,
+        min_frequency=1,
+        show_progress=False,
+        # All 256 byte symbols, so any UTF-8 text (Devanagari included) encodes without unknowns.
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tokenizer.train_from_iterator(_CORPUS.strip().splitlines(), trainer)
+
+    # Qwen2's own tokens are special; the Spark tokens are ordinary added tokens, as upstream, whose
+    # inference decodes with skip_special_tokens=True and still finds the BiCodec tokens in the text.
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS])
+    tokenizer.add_tokens(
+        [AddedToken(t, special=False, normalized=False) for t in (*bicodec_tokens(), *SPARK_CONTROL_TOKENS)]
+    )
+    return tokenizer
+
+
+def write_tiny_llm(llm_dir: Path, seed: int) -> None:
+    """Write the tokenizer, configs and random weights into ``llm_dir`` (created if missing).
+
+    The same seed gives byte-identical files.
+    """
+    llm_dir = Path(llm_dir)
+    llm_dir.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = build_tiny_tokenizer()
+    tokenizer.save(str(llm_dir / "tokenizer.json"), pretty=True)
+    _write_json(llm_dir / "tokenizer_config.json", _tokenizer_config(tokenizer))
+    _write_json(
+        llm_dir / "special_tokens_map.json",
+        {"eos_token": _token_entry(IM_END), "pad_token": _token_entry(ENDOFTEXT)},
+    )
+
+    config = _model_config(tokenizer)
+    _write_json(llm_dir / "config.json", config)
+    _write_json(
+        llm_dir / "generation_config.json",
+        {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]},
+    )
+    save_file(_random_weights(config, seed), str(llm_dir / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _model_config(tokenizer: Tokenizer) -> dict[str, Any]:
+    vocab_size = -(-tokenizer.get_vocab_size() // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+    return {
+        "architectures": ["Qwen2ForCausalLM"],
+        "attention_dropout": 0.0,
+        "bos_token_id": _token_id(tokenizer, ENDOFTEXT),
+        "eos_token_id": _token_id(tokenizer, IM_END),
+        "hidden_act": "silu",
+        "hidden_size": HIDDEN_SIZE,
+        "initializer_range": INIT_STD,
+        "intermediate_size": INTERMEDIATE_SIZE,
+        "max_position_embeddings": MAX_POSITIONS,
+        "max_window_layers": NUM_LAYERS,
+        "model_type": "qwen2",
+        "num_attention_heads": NUM_ATTENTION_HEADS,
+        "num_hidden_layers": NUM_LAYERS,
+        "num_key_value_heads": NUM_KV_HEADS,
+        "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0,
+        "sliding_window": MAX_POSITIONS,
+        "tie_word_embeddings": True,
+        "torch_dtype": "float32",
+        "use_cache": True,
+        "use_sliding_window": False,
+        "vocab_size": vocab_size,
+    }
+
+
+def _random_weights(config: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    hidden = config["hidden_size"]
+    head_dim = hidden // config["num_attention_heads"]
+    q_dim = config["num_attention_heads"] * head_dim
+    kv_dim = config["num_key_value_heads"] * head_dim
+    ffn = config["intermediate_size"]
+
+    def normal(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * INIT_STD).astype(np.float32)
+
+    def ones(n: int) -> np.ndarray:
+        return np.ones(n, dtype=np.float32)
+
+    # Drawn in a fixed order so that the seed alone decides every value.
+    weights = {"model.embed_tokens.weight": normal(config["vocab_size"], hidden)}
+    for layer in range(config["num_hidden_layers"]):
+        prefix = f"model.layers.{layer}"
+        weights |= {
+            f"{prefix}.self_attn.q_proj.weight": normal(q_dim, hidden),
+            f"{prefix}.self_attn.q_proj.bias": normal(q_dim),
+            f"{prefix}.self_attn.k_proj.weight": normal(kv_dim, hidden),
+            f"{prefix}.self_attn.k_proj.bias": normal(kv_dim),
+            f"{prefix}.self_attn.v_proj.weight": normal(kv_dim, hidden),
+            f"{prefix}.self_attn.v_proj.bias": normal(kv_dim),
+            f"{prefix}.self_attn.o_proj.weight": normal(hidden, q_dim),
+            f"{prefix}.mlp.gate_proj.weight": normal(ffn, hidden),
+            f"{prefix}.mlp.up_proj.weight": normal(ffn, hidden),
+            f"{prefix}.mlp.down_proj.weight": normal(hidden, ffn),
+            f"{prefix}.input_layernorm.weight": ones(hidden),
+            f"{prefix}.post_attention_layernorm.weight": ones(hidden),
+        }
+    weights["model.norm.weight"] = ones(hidden)
+    return weights
+
+
+def _tokenizer_config(tokenizer: Tokenizer) -> dict[str, Any]:
+    added = sorted(tokenizer.get_added_tokens_decoder().items())
+    return {
+        "add_bos_token": False,
+        "add_prefix_space": False,
+        "added_tokens_decoder": {str(i): _token_entry(t.content, t.special) for i, t in added},
+        "bos_token": None,
+        "clean_up_tokenization_spaces": False,
+        "eos_token": IM_END,
+        "errors": "replace",
+        "model_max_length": MAX_POSITIONS,
+        "pad_token": ENDOFTEXT,
+        "split_special_tokens": False,
+        "tokenizer_class": "Qwen2Tokenizer",
+        "unk_token": None,
+    }
+
+
+def _token_entry(content: str, special: bool = True) -> dict[str, Any]:
+    return {
+        "content": content,
+        "lstrip": False,
+        "normalized": False,
+        "rstrip": False,
+        "single_word": False,
+        "special": special,
+    }
+
+
+def _token_id(tokenizer: Tokenizer, token: str) -> int:
+    token_id = tokenizer.token_to_id(token)
+    if token_id is None:
+        raise KeyError(f"tokenizer has no {token}")
+    return token_id
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# English with some Hindi, so that Devanagari gets merges of its own.
+_CORPUS = """
+The quick brown fox jumps over the lazy dog while the farmer watches from the gate.
+Good morning, and thank you for calling. How can I help you today?
+Please hold the line while I transfer your call to the next available agent.
+Your appointment is confirmed for Tuesday, March 4th, at 10:30 in the morning.
+The train to Edinburgh departs from platform nine at a quarter past six.
+She sells sea shells by the sea shore, and the shells she sells are surely sea shells.
+Reading aloud helps children learn how words sound and how sentences flow.
+The weather today will be cloudy with a chance of light rain in the afternoon.
+Temperatures will fall to around twelve degrees overnight, so bring a warm coat.
+I would like to order a large pizza with mushrooms, olives and extra cheese.
+The meeting has been moved to the third floor conference room.
+Can you tell me the way to the nearest pharmacy, please?
+Turn left at the traffic lights, then walk straight on for about two hundred metres.
+Our store opens at nine o'clock on weekdays and at ten o'clock on weekends.
+It's a beautiful day, isn't it? We should go for a walk in the park.
+He didn't know whether they'd arrive before the storm or after it.
+The museum's new exhibition shows paintings from the seventeenth century.
+Scientists have discovered a new species of frog in the rain forest.
+The library is quiet in the evening, when most students have gone home.
+Remember to save your work before you close the program.
+The package was delivered to your front door at 4:15 this afternoon.
+Your account balance is one thousand two hundred and fifty dollars.
+Press one for sales, press two for support, or stay on the line for an operator.
+Thank you for your patience; your call is important to us.
+The concert starts at eight, but the doors open an hour earlier.
+Would you prefer tea or coffee with your breakfast this morning?
+My grandmother used to tell us stories about the old village by the river.
+Every evening the lighthouse keeper climbed the stairs to light the lamp.
+The children laughed as the puppy chased its tail around the garden.
+A gentle breeze carried the smell of fresh bread from the bakery.
+Please speak clearly after the tone and leave your name and number.
+The flight to New York has been delayed by forty minutes because of fog.
+Passengers are reminded to keep their belongings with them at all times.
+We apologise for the inconvenience and thank you for travelling with us.
+Mix the flour, sugar and butter, then add two eggs and a cup of milk.
+Bake the cake for thirty-five minutes, until it is golden brown.
+The river winds through the valley before it reaches the sea.
+Mountains covered in snow rose high above the quiet little town.
+Why is the sky blue? Because air scatters blue light more than red light.
+Voice assistants convert text into natural sounding speech in real time.
+Streaming audio lets the listener hear the first words before the sentence is finished.
+The engineer measured the latency of every request and wrote down the results.
+Our servers handle thousands of requests per second without dropping a single one.
+The doctor said I should rest, drink plenty of water, and take the medicine twice a day.
+If you have any questions, please don't hesitate to contact our customer service team.
+The new software update improves battery life and fixes several bugs.
+Open the window, the room is far too warm for a meeting.
+The cat slept on the windowsill, warm in the afternoon sun.
+Three hundred and sixty-five days make a year, and twelve months make a year too.
+The numbers are 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
+She asked, "Where are you going?" and he answered, "Home, at last."
+The price is $19.99, or 15% off if you order before Friday.
+Call me at 555-0123 or send an email to the office.
+Welcome to the show! Tonight we have a very special guest.
+The history of the city goes back more than two thousand years.
+Farmers in the north grow wheat, barley and potatoes.
+A good night's sleep is one of the best things for your health.
+The orchestra played softly as the curtain slowly rose.
+Learning a new language takes time, patience and a lot of practice.
+We walked along the beach and collected smooth stones and shells.
+The recipe calls for two teaspoons of salt and a pinch of pepper.
+Please fasten your seat belt and return your seat to the upright position.
+The next station is Central Square. Doors will open on the right.
+Thank you for shopping with us. Have a wonderful day!
+The report will be ready by the end of the week.
+I'm sorry, I didn't catch that. Could you say it again, please?
+That's exactly what I was thinking, and I'm glad you agree.
+They've finished the first chapter and they'll start the second tomorrow.
+The little boat sailed across the lake as the sun went down.
+Happy birthday! I hope all your wishes come true this year.
+The storm knocked down trees and left the town without power for a day.
+Astronomers watched the comet pass close to the planet.
+The football match ended in a draw after extra time.
+Your password must contain at least eight characters and one number.
+The bridge was built in 1889 and repaired in 1994.
+Wash your hands before meals and after playing outside.
+The painter mixed yellow and blue to make a bright green.
+Bees carry pollen from flower to flower, helping the plants grow.
+The professor explained the theory with simple examples and a few drawings.
+Silence filled the hall as the speaker stepped up to the microphone.
+This is a test of the speech synthesis system. One, two, three.
+The voice sounded warm and friendly, with a calm and steady pace.
+Speak slowly and clearly, with a low pitch and a gentle tone.
+Hello world! This is a short sentence, followed by a much longer one that keeps going for a while.
+The quick response from the team solved the problem within minutes.
+Autumn leaves turned red and gold before they fell to the ground.
+On Monday we go swimming; on Wednesday we play chess; on Friday we rest.
+The shop on the corner sells newspapers, sweets and fresh flowers.
+At midnight the city lights sparkled like stars across the water.
+Jack and Jill went up the hill to fetch a pail of water.
+A journey of a thousand miles begins with a single step.
+The early bird catches the worm, but the second mouse gets the cheese.
+Knowledge is power, and sharing it makes everyone stronger.
+Please note that the office will be closed on public holidays.
+The band released its third album last spring to great reviews.
+Keep calm and carry on, even when things don't go to plan.
+Would you like to hear the news, the weather, or some music?
+The road ahead is closed, so please follow the signs for the diversion.
+नमस्ते, आप कैसे हैं? मैं ठीक हूँ, धन्यवाद।
+हिन्दी भारत की एक प्रमुख भाषा है और इसे करोड़ों लोग बोलते हैं।
+आज मौसम बहुत अच्छा है, चलो पार्क में घूमने चलते हैं।
+मेरा नाम राहुल है और मैं दिल्ली में रहता हूँ।
+कृपया लाइन पर बने रहें, आपकी कॉल हमारे लिए महत्वपूर्ण है।
+ट्रेन प्लेटफार्म नंबर तीन से सुबह छह बजे चलेगी।
+बच्चे बगीचे में खेल रहे हैं और उनकी माँ खाना बना रही है।
+क्या आप मुझे सबसे नज़दीकी अस्पताल का रास्ता बता सकते हैं?
+सीधे जाइए और दूसरे चौराहे पर बाएँ मुड़िए।
+मुझे चाय बहुत पसंद है, लेकिन मेरी बहन को कॉफ़ी पसंद है।
+कल हमारी परीक्षा है, इसलिए आज रात हम पढ़ाई करेंगे।
+यह किताब बहुत रोचक है, मैंने इसे दो दिनों में पढ़ लिया।
+बारिश के मौसम में नदी का पानी बढ़ जाता है।
+आपका खाता शेष एक हज़ार दो सौ पचास रुपये है।
+धन्यवाद, आपका दिन शुभ हो!
+दादी हमें हर रात पुरानी कहानियाँ सुनाती थीं।
+सूरज पूर्व में उगता है और पश्चिम में डूबता है।
+हम सब मिलकर काम करेंगे तो सफलता ज़रूर मिलेगी।
+कृपया बीप की आवाज़ के बाद अपना संदेश छोड़ें।
+बाज़ार में आज ताज़ी सब्ज़ियाँ और फल मिल रहे हैं।
+डॉक्टर ने कहा कि मुझे आराम करना चाहिए और खूब पानी पीना चाहिए।
+संगीत सुनने से मन को शांति मिलती है।
+यह आवाज़ बहुत मधुर और स्पष्ट है।
+ओह! यह तो बहुत मज़ेदार बात है।
+"""

@@ -1,0 +1,132 @@
+"""The three services as local processes: `voxserve up`, the demo and the integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+SERVICES = ("generator", "vocoder", "gateway")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Ports:
+    gateway: int = 50051
+    generator: int = 50052
+    vocoder: int = 50053
+    gateway_metrics: int = 9101
+    generator_metrics: int = 9102
+    vocoder_metrics: int = 9103
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(*(free_port() for _ in range(6)))
+
+    def address(self, service: str) -> str:
+        return f"127.0.0.1:{getattr(self, service)}"
+
+    def metrics_url(self, service: str) -> str:
+        return f"http://127.0.0.1:{getattr(self, service + '_metrics')}/metrics"
+
+
+def wait_serving(address: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Block until the service at `address` reports SERVING on the standard health service."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            if process is not None and process.poll() is not None:
+                raise RuntimeError(f"service at {address} exited with code {process.returncode}")
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"service at {address} not SERVING after {timeout:.0f} s")
+            time.sleep(0.2)
+
+
+@dataclass
+class LocalStack:
+    pack: Path
+    ports: Ports = field(default_factory=Ports)
+    env: dict[str, str] = field(default_factory=dict)
+    log_dir: Path | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    _logs: list[IO[bytes]] = field(default_factory=list)
+
+    def service_env(self, service: str) -> dict[str, str]:
+        prefix = f"VOXSERVE_{service.upper()}_"
+        env = {
+            **os.environ,
+            f"{prefix}PORT": str(getattr(self.ports, service)),
+            f"{prefix}METRICS_PORT": str(getattr(self.ports, f"{service}_metrics")),
+        }
+        if service == "gateway":
+            env[f"{prefix}GENERATOR_ADDRESS"] = self.ports.address("generator")
+            env[f"{prefix}VOCODER_ADDRESS"] = self.ports.address("vocoder")
+        else:
+            env[f"{prefix}PACK"] = str(self.pack)
+        env.update(self.env)
+        return env
+
+    def start_service(self, service: str) -> subprocess.Popen[bytes]:
+        out: IO[bytes] | int = subprocess.DEVNULL
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            out = open(self.log_dir / f"{service}.log", "ab")
+            self._logs.append(out)
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"voxserve.{service}"],
+            env=self.service_env(service),
+            stdout=out,
+            stderr=out,
+        )
+        self.processes[service] = process
+        return process
+
+    def start(self, timeout: float = 300.0) -> LocalStack:
+        for service in SERVICES:
+            self.start_service(service)
+        for service in SERVICES:
+            wait_serving(self.ports.address(service), timeout, self.processes[service])
+        return self
+
+    def stop(self, grace: float = 15.0) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,98 @@
+from voxserve.v1 import generator_pb2 as _generator_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    AUDIO_ENCODING_UNSPECIFIED: _ClassVar[AudioEncoding]
+    PCM16: _ClassVar[AudioEncoding]
+AUDIO_ENCODING_UNSPECIFIED: AudioEncoding
+PCM16: AudioEncoding
+
+class SynthesizeRequest(_message.Message):
+    __slots__ = ("text", "voice", "style", "encoding", "sampling", "seed")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    VOICE_FIELD_NUMBER: _ClassVar[int]
+    STYLE_FIELD_NUMBER: _ClassVar[int]
+    ENCODING_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    voice: str
+    style: _generator_pb2.VoiceStyle
+    encoding: AudioEncoding
+    sampling: _generator_pb2.SamplingParams
+    seed: int
+    def __init__(self, text: _Optional[str] = ..., voice: _Optional[str] = ..., style: _Optional[_Union[_generator_pb2.VoiceStyle, _Mapping]] = ..., encoding: _Optional[_Union[AudioEncoding, str]] = ..., sampling: _Optional[_Union[_generator_pb2.SamplingParams, _Mapping]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class SynthesizeResponse(_message.Message):
+    __slots__ = ("audio", "summary")
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    audio: AudioData
+    summary: Summary
+    def __init__(self, audio: _Optional[_Union[AudioData, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ...) -> None: ...
+
+class AudioData(_message.Message):
+    __slots__ = ("data", "sample_rate", "sample_offset")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    sample_rate: int
+    sample_offset: int
+    def __init__(self, data: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., sample_offset: _Optional[int] = ...) -> None: ...
+
+class Summary(_message.Message):
+    __slots__ = ("first_audio_seconds", "audio_seconds", "real_time_factor", "total_seconds", "prompt_tokens", "semantic_tokens", "samples", "finish_reason", "request_id", "first_token_seconds")
+    FIRST_AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REAL_TIME_FACTOR_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    FINISH_REASON_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    FIRST_TOKEN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    first_audio_seconds: float
+    audio_seconds: float
+    real_time_factor: float
+    total_seconds: float
+    prompt_tokens: int
+    semantic_tokens: int
+    samples: int
+    finish_reason: _generator_pb2.GenerateResult.FinishReason
+    request_id: str
+    first_token_seconds: float
+    def __init__(self, first_audio_seconds: _Optional[float] = ..., audio_seconds: _Optional[float] = ..., real_time_factor: _Optional[float] = ..., total_seconds: _Optional[float] = ..., prompt_tokens: _Optional[int] = ..., semantic_tokens: _Optional[int] = ..., samples: _Optional[int] = ..., finish_reason: _Optional[_Union[_generator_pb2.GenerateResult.FinishReason, str]] = ..., request_id: _Optional[str] = ..., first_token_seconds: _Optional[float] = ...) -> None: ...
+
+class ListVoicesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Voice(_message.Message):
+    __slots__ = ("id", "family", "sample_rate", "description", "controllable")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLABLE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    family: str
+    sample_rate: int
+    description: str
+    controllable: bool
+    def __init__(self, id: _Optional[str] = ..., family: _Optional[str] = ..., sample_rate: _Optional[int] = ..., description: _Optional[str] = ..., controllable: _Optional[bool] = ...) -> None: ...
+
+class ListVoicesResponse(_message.Message):
+    __slots__ = ("voices",)
+    VOICES_FIELD_NUMBER: _ClassVar[int]
+    voices: _containers.RepeatedCompositeFieldContainer[Voice]
+    def __init__(self, voices: _Optional[_Iterable[_Union[Voice, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,49 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DecodeRequest(_message.Message):
+    __slots__ = ("start", "frame", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: DecodeStart
+    frame: DecodeFrame
+    end: DecodeEnd
+    def __init__(self, start: _Optional[_Union[DecodeStart, _Mapping]] = ..., frame: _Optional[_Union[DecodeFrame, _Mapping]] = ..., end: _Optional[_Union[DecodeEnd, _Mapping]] = ...) -> None: ...
+
+class DecodeStart(_message.Message):
+    __slots__ = ("codec", "global_ids", "seed")
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    codec: str
+    global_ids: _containers.RepeatedScalarFieldContainer[int]
+    seed: int
+    def __init__(self, codec: _Optional[str] = ..., global_ids: _Optional[_Iterable[int]] = ..., seed: _Optional[int] = ...) -> None: ...
+
+class DecodeFrame(_message.Message):
+    __slots__ = ("token_ids",)
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, token_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class DecodeEnd(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AudioChunk(_message.Message):
+    __slots__ = ("pcm_f32", "sample_offset", "sample_rate", "final")
+    PCM_F32_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    FINAL_FIELD_NUMBER: _ClassVar[int]
+    pcm_f32: bytes
+    sample_offset: int
+    sample_rate: int
+    final: bool
+    def __init__(self, pcm_f32: _Optional[bytes] = ..., sample_offset: _Optional[int] = ..., sample_rate: _Optional[int] = ..., final: _Optional[bool] = ...) -> None: ...

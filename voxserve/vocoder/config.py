@@ -1,0 +1,37 @@
+"""Vocoder settings: environment variables `VOXSERVE_VOCODER_*`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from voxserve.common.config import load_config, setting
+
+PREFIX = "VOXSERVE_VOCODER_"
+
+
+@dataclass(frozen=True)
+class VocoderConfig:
+    pack: Path | None = setting(None, "Model pack directory; empty means the embedded default pack")
+    host: str = setting("127.0.0.1", "Address to listen on")
+    port: int = setting(50053, "gRPC port")
+    metrics_port: int = setting(9103, "Prometheus metrics port; 0 disables")
+    device: str = setting("cpu", "Torch device for decoding, e.g. cpu or cuda:0")
+    dtype: str = setting("float32", "Decode dtype: float32, float16 or bfloat16")
+    first_chunk_tokens: int = setting(10, "Tokens in a stream's first chunk (small: first audio fast)")
+    chunk_tokens: int = setting(25, "Tokens in each later chunk")
+    context_tokens: int = setting(
+        0, "Left context and lookahead in tokens; 0 measures the codec's receptive field at start-up"
+    )
+    context_tolerance: float = setting(
+        1e-4, "Largest sample difference between streamed and offline decode when measuring context"
+    )
+    max_batch_size: int = setting(32, "Most windows decoded in one forward")
+    batching: bool = setting(True, "Batch decode work across streams (false: batch size 1)")
+    torch_threads: int = setting(0, "Intra-op threads for torch on CPU; 0 leaves torch's default")
+    grace_seconds: float = setting(10.0, "Seconds in-flight streams get to finish on SIGTERM")
+    log_level: str = setting("INFO", "Log level")
+
+
+def load(**overrides: object) -> VocoderConfig:
+    return load_config(VocoderConfig, PREFIX, **overrides)

@@ -1,0 +1,101 @@
+"""`voxserve.v1.Vocoder`: a bidirectional decode stream per utterance segment."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import numpy as np
+
+from voxserve.common.logging import get_logger
+from voxserve.common.status import InvalidArgument
+from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
+from voxserve.vocoder import metrics
+from voxserve.vocoder.codecs.base import Codec, CodecInputError, VoiceConditioning
+from voxserve.vocoder.scheduler import Scheduler
+from voxserve.vocoder.stream import DecodeStream
+
+log = get_logger(__name__)
+
+
+def validate_token_ids(ids: list[int], vocab_size: int) -> None:
+    bad = next((i for i, t in enumerate(ids) if not 0 <= t < vocab_size), None)
+    if bad is not None:
+        raise InvalidArgument(f"frame.token_ids[{bad}]={ids[bad]} is out of range [0, {vocab_size})")
+
+
+class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
+    def __init__(self, codec: Codec, scheduler: Scheduler):
+        self.codec = codec
+        self.scheduler = scheduler
+
+    async def _open(self, requests: AsyncIterator[vocoder_pb2.DecodeRequest]) -> DecodeStream:
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("message") != "start":
+            raise InvalidArgument("the first message of a Decode stream must be start")
+        start = first.start
+        if start.codec != self.codec.name:
+            raise InvalidArgument(
+                f"start.codec {start.codec!r} is unknown; this vocoder serves {self.codec.name!r}"
+            )
+        try:
+            conditioning = self.codec.condition(VoiceConditioning(global_ids=tuple(start.global_ids)))
+        except CodecInputError as exc:
+            raise InvalidArgument(f"start.{exc}") from exc
+        return self.scheduler.register(conditioning)
+
+    async def _feed(self, stream: DecodeStream, requests: AsyncIterator[vocoder_pb2.DecodeRequest]) -> None:
+        """Move the caller's frames into the stream until End; protocol errors fail the stream."""
+        try:
+            async for request in requests:
+                kind = request.WhichOneof("message")
+                if stream.ended:
+                    raise InvalidArgument(f"{kind} message after end: a stream takes no messages after end")
+                if kind == "frame":
+                    ids = list(request.frame.token_ids)
+                    validate_token_ids(ids, self.codec.token_vocab_size)
+                    stream.append(ids)
+                elif kind == "end":
+                    stream.end()
+                else:
+                    raise InvalidArgument(f"unexpected {kind} message: start may be sent only once, first")
+                self.scheduler.notify()
+            if not stream.ended:
+                raise InvalidArgument("the request stream closed without an end message")
+        except InvalidArgument as exc:
+            stream.fail(exc)
+
+    async def Decode(
+        self, request_iterator: AsyncIterator[vocoder_pb2.DecodeRequest], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
+        try:
+            stream = await self._open(request_iterator)
+        except InvalidArgument as exc:
+            metrics.STREAMS.labels("invalid").inc()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        feeder = asyncio.create_task(self._feed(stream, request_iterator))
+        outcome = "cancelled"
+        try:
+            while True:
+                item = await stream.outbox.get()
+                if isinstance(item, InvalidArgument):
+                    outcome = "invalid"
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(item))
+                if isinstance(item, BaseException):
+                    outcome = "error"
+                    await context.abort(grpc.StatusCode.INTERNAL, f"decode failed: {item}")
+                yield vocoder_pb2.AudioChunk(
+                    pcm_f32=item.samples.numpy().astype(np.float32, copy=False).tobytes(),
+                    sample_offset=item.sample_offset,
+                    sample_rate=self.codec.sample_rate,
+                    final=item.final,
+                )
+                if item.final:
+                    outcome = "completed"
+                    break
+        finally:
+            feeder.cancel()
+            self.scheduler.remove(stream)
+            metrics.STREAMS.labels(outcome).inc()
+            log.info("decode stream closed", outcome=outcome, tokens=len(stream.tokens))
