@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import grpc
@@ -175,3 +176,23 @@ def test_cancelling_the_client_aborts_generation_and_frees_the_stream(stack: Loc
     assert gen["voxserve_generator_engine_requests"] == 0
     assert voc["voxserve_vocoder_active_streams"] == 0
     assert gen['voxserve_generator_requests_total{outcome="cancelled"}'] == cancelled_before + 1
+
+
+def test_request_id_travels_through_all_three_services(stack: LocalStack) -> None:
+    request_id = f"trace-{time.monotonic_ns()}"
+    result = synthesize(
+        stack.ports.address("gateway"),
+        "Follow this request.",
+        sampling=sampling(12),
+        metadata=[("x-request-id", request_id)],
+    )
+    assert result.summary.request_id == request_id
+    assert stack.log_dir is not None
+    deadline = time.monotonic() + 5
+    for service in ("gateway", "generator", "vocoder"):
+        log = stack.log_dir / f"{service}.log"
+        while request_id not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        lines = [json.loads(line) for line in log.read_text().splitlines() if request_id in line]
+        assert lines, f"{service} logged nothing for {request_id}"
+        assert all(line["request_id"] == request_id and line["service"] == service for line in lines)

@@ -75,7 +75,7 @@ def describe(cls: type, prefix: str) -> list[tuple[str, str, str]]:
     """(variable, default, doc) rows for documentation and `voxserve config`."""
     rows = []
     for field in dataclasses.fields(cls):
-        default = field.default if field.default is not dataclasses.MISSING else ""
+        default = field.default if field.default not in (dataclasses.MISSING, None) else ""
         if isinstance(default, tuple):
             default = ",".join(str(d) for d in default)
         rows.append((env_name(prefix, field.name), str(default), field.metadata.get("doc", "")))

@@ -69,6 +69,8 @@ BUILTIN_VOICES = (
 
 class VoiceRegistry:
     def __init__(self, voices: tuple[Voice, ...] | list[Voice]):
+        if not voices:
+            raise ValueError("a voice registry needs at least one voice")
         self._voices = {v.id: v for v in voices}
 
     @classmethod
@@ -98,8 +100,13 @@ class VoiceRegistry:
             )
         return cls(voices)
 
+    @property
+    def default(self) -> Voice:
+        """The voice of requests that name none: "default" if the registry has it, else its first."""
+        return self._voices.get("default") or next(iter(self._voices.values()))
+
     def get(self, voice_id: str) -> Voice | None:
-        return self._voices.get(voice_id or "default")
+        return self._voices.get(voice_id) if voice_id else self.default
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self._voices.values())

@@ -1,0 +1,162 @@
+"""The voice registry: built-in voices, JSON registries, style overrides and the proto view."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from voxserve.gateway.voices import BUILTIN_VOICES, SPARK_SAMPLE_RATE, Voice, VoiceRegistry
+from voxserve.v1 import generator_pb2, speech_pb2
+
+VS = generator_pb2.VoiceStyle
+
+
+def test_builtin_ids() -> None:
+    assert VoiceRegistry.builtin().ids == ["default", "female", "male"]
+    assert [v.id for v in VoiceRegistry.builtin()] == ["default", "female", "male"]
+
+
+def test_default_is_fixed_with_32_ids_in_range() -> None:
+    voice = VoiceRegistry.builtin().get("default")
+    assert voice is not None
+    assert not voice.controllable
+    assert voice.global_ids is not None
+    assert len(voice.global_ids) == 32
+    assert all(isinstance(g, int) and 0 <= g < 4096 for g in voice.global_ids)
+    assert len(set(voice.global_ids)) > 1
+
+
+def test_default_ids_are_stable_across_registries() -> None:
+    a = VoiceRegistry.builtin().get("default")
+    b = VoiceRegistry.builtin().get("default")
+    assert a is not None and b is not None
+    assert a.global_ids == b.global_ids
+    assert a.global_ids == BUILTIN_VOICES[0].global_ids
+
+
+@pytest.mark.parametrize(("voice_id", "gender"), [("female", "female"), ("male", "male")])
+def test_controllable_builtins(voice_id: str, gender: str) -> None:
+    voice = VoiceRegistry.builtin().get(voice_id)
+    assert voice is not None
+    assert voice.controllable
+    assert voice.global_ids is None
+    assert (voice.gender, voice.pitch, voice.speed) == (gender, 2, 2)
+
+
+def test_empty_id_means_default_and_unknown_is_none() -> None:
+    registry = VoiceRegistry.builtin()
+    assert registry.get("") is registry.get("default")
+    assert registry.get("") is not None
+    assert registry.get("nobody") is None
+    assert registry.get("Default") is None
+
+
+def test_style_without_override_uses_voice_settings() -> None:
+    voice = Voice("v", "", gender="male", pitch=1, speed=3)
+    style = voice.style(None)
+    assert (style.gender, style.pitch, style.speed) == (VS.MALE, 1, 3)
+
+
+def test_style_override_replaces_pitch_and_speed_keeps_gender() -> None:
+    voice = Voice("v", "", gender="male", pitch=1, speed=3)
+    style = voice.style(VS(pitch=4, speed=0))
+    assert (style.gender, style.pitch, style.speed) == (VS.MALE, 4, 0)
+
+
+def test_style_override_with_gender_replaces_it() -> None:
+    voice = Voice("v", "", gender="male")
+    assert voice.style(VS(gender=VS.FEMALE, pitch=2, speed=2)).gender == VS.FEMALE
+    female = Voice("w", "", gender="female")
+    assert female.style(VS(gender=VS.MALE, pitch=2, speed=2)).gender == VS.MALE
+
+
+def test_style_does_not_mutate_override() -> None:
+    override = VS(pitch=3, speed=1)
+    Voice("v", "", gender="male").style(override)
+    assert override.gender == VS.GENDER_UNSPECIFIED
+
+
+def _write(tmp_path: Path, voices: list[dict]) -> Path:
+    path = tmp_path / "voices.json"
+    path.write_text(json.dumps({"voices": voices}))
+    return path
+
+
+def test_from_file_loads_fixed_and_controllable_voices(tmp_path: Path) -> None:
+    ids = list(range(100, 132))
+    path = _write(
+        tmp_path,
+        [
+            {"id": "alice", "description": "fixed", "global_ids": ids},
+            {"id": "bob", "gender": "male", "pitch": 0, "speed": 4},
+            {"id": "carol"},
+        ],
+    )
+    registry = VoiceRegistry.from_file(path)
+    assert registry.ids == ["alice", "bob", "carol"]
+    alice, bob, carol = (registry.get(i) for i in registry.ids)
+    assert alice is not None and bob is not None and carol is not None
+    assert alice.global_ids == tuple(ids) and not alice.controllable
+    assert alice.description == "fixed"
+    assert bob.controllable and (bob.gender, bob.pitch, bob.speed) == ("male", 0, 4)
+    assert (carol.gender, carol.pitch, carol.speed, carol.description) == ("female", 2, 2, "")
+    # Without a voice called "default", requests that name no voice get the file's first voice.
+    assert registry.get("") is alice
+    assert registry.get("default") is None
+
+
+def test_from_file_accepts_id_boundaries(tmp_path: Path) -> None:
+    ids = [0] * 16 + [4095] * 16
+    registry = VoiceRegistry.from_file(_write(tmp_path, [{"id": "edge", "global_ids": ids}]))
+    voice = registry.get("edge")
+    assert voice is not None and voice.global_ids == tuple(ids)
+
+
+@pytest.mark.parametrize(
+    ("entry", "needle"),
+    [
+        ({"id": "short", "global_ids": [1] * 31}, "global_ids"),
+        ({"id": "long", "global_ids": [1] * 33}, "global_ids"),
+        ({"id": "big", "global_ids": [1] * 31 + [4096]}, "global_ids"),
+        ({"id": "neg", "global_ids": [-1] + [1] * 31}, "global_ids"),
+        ({"id": "robot", "gender": "robot"}, "gender"),
+    ],
+)
+def test_from_file_rejects_bad_voice_naming_it(tmp_path: Path, entry: dict, needle: str) -> None:
+    path = _write(tmp_path, [{"id": "fine"}, entry])
+    with pytest.raises(ValueError) as info:
+        VoiceRegistry.from_file(path)
+    assert repr(entry["id"]) in str(info.value)
+    assert needle in str(info.value)
+
+
+def test_to_proto_fixed() -> None:
+    voice = VoiceRegistry.builtin().get("default")
+    assert voice is not None
+    msg = voice.to_proto()
+    assert isinstance(msg, speech_pb2.Voice)
+    assert msg.id == "default"
+    assert msg.family == "spark"
+    assert msg.sample_rate == SPARK_SAMPLE_RATE == 16000
+    assert msg.description == voice.description and msg.description
+    assert msg.controllable is False
+
+
+def test_to_proto_controllable() -> None:
+    msg = Voice("x", "desc", gender="male").to_proto()
+    assert (msg.id, msg.family, msg.sample_rate, msg.description, msg.controllable) == (
+        "x",
+        "spark",
+        16000,
+        "desc",
+        True,
+    )
+
+
+def test_an_empty_registry_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "voices.json"
+    path.write_text('{"voices": []}')
+    with pytest.raises(ValueError, match="at least one voice"):
+        VoiceRegistry.from_file(path)

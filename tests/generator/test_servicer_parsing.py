@@ -1,0 +1,219 @@
+"""Request validation in the generator servicer: every documented range, at and past its edges."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from voxserve.common.status import InvalidArgument
+from voxserve.generator.engine import NUM_GLOBAL_TOKENS, Frame, GenerationResult, Sampling, Style
+from voxserve.generator.servicer import frame_to_proto, parse_global_ids, parse_sampling, parse_style
+from voxserve.v1 import generator_pb2
+
+SP = generator_pb2.SamplingParams
+VS = generator_pb2.VoiceStyle
+GR = generator_pb2.GenerateResult
+LIMIT = 3000
+NUM_GLOBAL = 4096
+
+
+def test_unset_fields_keep_engine_defaults() -> None:
+    assert parse_sampling(SP(), LIMIT) == Sampling()
+    defaults = Sampling()
+    assert (defaults.temperature, defaults.top_k, defaults.top_p) == (0.8, 50, 0.95)
+    assert defaults.max_tokens is None and defaults.seed is None and defaults.min_tokens == 0
+
+
+def test_set_field_changes_only_that_field() -> None:
+    parsed = parse_sampling(SP(top_k=7), LIMIT)
+    assert parsed == dataclasses.replace(Sampling(), top_k=7)
+
+
+def test_all_fields_set() -> None:
+    msg = SP(
+        temperature=0.5, top_k=3, top_p=0.5, repetition_penalty=1.5, max_tokens=100, min_tokens=10, seed=-9
+    )
+    assert parse_sampling(msg, LIMIT) == Sampling(
+        temperature=0.5, top_k=3, top_p=0.5, repetition_penalty=1.5, max_tokens=100, min_tokens=10, seed=-9
+    )
+
+
+def test_explicit_zero_is_not_unset() -> None:
+    parsed = parse_sampling(SP(temperature=0.0, top_k=0, min_tokens=0, seed=0), LIMIT)
+    assert parsed.temperature == 0.0
+    assert parsed.top_k == 0
+    assert parsed.seed == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("temperature", 0.0),
+        ("temperature", 2.0),
+        ("top_k", 0),
+        ("top_k", 10000),
+        ("top_p", 1e-6),
+        ("top_p", 1.0),
+        ("repetition_penalty", 1e-6),
+        ("repetition_penalty", 2.0),
+        ("max_tokens", 1),
+        ("max_tokens", LIMIT),
+        ("min_tokens", 0),
+        ("min_tokens", LIMIT),
+        ("seed", -(2**63)),
+        ("seed", 2**63 - 1),
+    ],
+)
+def test_sampling_boundaries_accepted(field: str, value: float) -> None:
+    parsed = parse_sampling(SP(**{field: value}), LIMIT)
+    assert getattr(parsed, field) == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "limit"),
+    [
+        ("temperature", -0.01, "[0, 2]"),
+        ("temperature", 2.01, "[0, 2]"),
+        ("temperature", math.nan, "[0, 2]"),
+        ("temperature", math.inf, "[0, 2]"),
+        ("top_k", -1, "[0, 10000]"),
+        ("top_k", 10001, "[0, 10000]"),
+        ("top_p", 0.0, "(0, 1]"),
+        ("top_p", -0.5, "(0, 1]"),
+        ("top_p", 1.01, "(0, 1]"),
+        ("top_p", math.nan, "(0, 1]"),
+        ("repetition_penalty", 0.0, "(0, 2]"),
+        ("repetition_penalty", 2.01, "(0, 2]"),
+        ("max_tokens", 0, f"[1, {LIMIT}]"),
+        ("max_tokens", -1, f"[1, {LIMIT}]"),
+        ("max_tokens", LIMIT + 1, f"[1, {LIMIT}]"),
+        ("min_tokens", -1, f"[0, {LIMIT}]"),
+        ("min_tokens", LIMIT + 1, f"[0, {LIMIT}]"),
+    ],
+)
+def test_sampling_out_of_range_rejected(field: str, value: float, limit: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        parse_sampling(SP(**{field: value}), LIMIT)
+    message = str(info.value)
+    assert f"sampling.{field}=" in message
+    assert limit in message
+
+
+def test_max_tokens_limit_is_the_configured_one() -> None:
+    assert parse_sampling(SP(max_tokens=10), 10).max_tokens == 10
+    with pytest.raises(InvalidArgument, match=r"must be in \[1, 10\]"):
+        parse_sampling(SP(max_tokens=11), 10)
+
+
+def test_min_tokens_limit_follows_max_tokens_when_set() -> None:
+    assert parse_sampling(SP(max_tokens=100, min_tokens=100), LIMIT).min_tokens == 100
+    with pytest.raises(InvalidArgument) as info:
+        parse_sampling(SP(max_tokens=100, min_tokens=101), LIMIT)
+    assert "sampling.min_tokens=101" in str(info.value)
+    assert "[0, 100]" in str(info.value)
+
+
+def test_min_tokens_limit_is_configured_max_without_max_tokens() -> None:
+    assert parse_sampling(SP(min_tokens=200), 200).min_tokens == 200
+    with pytest.raises(InvalidArgument, match=r"\[0, 200\]"):
+        parse_sampling(SP(min_tokens=201), 200)
+
+
+def test_invalid_argument_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        parse_sampling(SP(top_k=-1), LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("gender", "expected"), [(VS.GENDER_UNSPECIFIED, "female"), (VS.FEMALE, "female"), (VS.MALE, "male")]
+)
+def test_parse_style_genders(gender: int, expected: str) -> None:
+    assert parse_style(VS(gender=gender, pitch=2, speed=2)) == Style(gender=expected, pitch=2, speed=2)
+
+
+@pytest.mark.parametrize(("pitch", "speed"), [(0, 0), (4, 4), (0, 4), (4, 0)])
+def test_parse_style_boundaries_accepted(pitch: int, speed: int) -> None:
+    assert parse_style(VS(gender=VS.MALE, pitch=pitch, speed=speed)) == Style("male", pitch, speed)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"pitch": 5}, "style.pitch=5 must be in [0, 4]"),
+        ({"speed": 5}, "style.speed=5 must be in [0, 4]"),
+        ({"pitch": 2**32 - 1}, "style.pitch="),
+        ({"gender": 3}, "style.gender=3"),
+    ],
+)
+def test_parse_style_rejects(kwargs: dict, needle: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        parse_style(VS(**kwargs))
+    assert needle in str(info.value)
+
+
+def test_parse_global_ids_accepts_range_edges() -> None:
+    ids = [0] * 16 + [NUM_GLOBAL - 1] * 16
+    result = parse_global_ids(ids, NUM_GLOBAL)
+    assert result == ids
+    assert result is not ids
+
+
+@pytest.mark.parametrize("count", [0, NUM_GLOBAL_TOKENS - 1, NUM_GLOBAL_TOKENS + 1])
+def test_parse_global_ids_requires_exactly_32(count: int) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        parse_global_ids([1] * count, NUM_GLOBAL)
+    message = str(info.value)
+    assert "global_tokens.ids" in message
+    assert f"has {count} ids" in message
+    assert "exactly 32" in message
+
+
+@pytest.mark.parametrize("bad", [NUM_GLOBAL, -1, 10**6])
+def test_parse_global_ids_rejects_out_of_range_naming_index(bad: int) -> None:
+    ids = [5] * NUM_GLOBAL_TOKENS
+    ids[7] = bad
+    with pytest.raises(InvalidArgument) as info:
+        parse_global_ids(ids, NUM_GLOBAL)
+    assert f"global_tokens.ids[7]={bad}" in str(info.value)
+    assert f"[0, {NUM_GLOBAL})" in str(info.value)
+
+
+def test_parse_global_ids_uses_the_given_table_size() -> None:
+    assert parse_global_ids([9] * 32, 10) == [9] * 32
+    with pytest.raises(InvalidArgument, match=r"\[0, 9\)"):
+        parse_global_ids([9] * 32, 9)
+
+
+def test_frame_to_proto_without_result() -> None:
+    msg = frame_to_proto(Frame(global_ids=[1, 2], semantic_ids=[3, 4, 5]))
+    assert list(msg.global_ids) == [1, 2]
+    assert list(msg.semantic_ids) == [3, 4, 5]
+    assert not msg.HasField("result")
+
+
+@pytest.mark.parametrize(
+    ("reason", "expected"),
+    [("stop", GR.STOP), ("length", GR.LENGTH), ("abort", GR.FINISH_REASON_UNSPECIFIED), ("", 0)],
+)
+def test_frame_to_proto_maps_finish_reason(reason: str, expected: int) -> None:
+    result = GenerationResult(
+        finish_reason=reason,
+        prompt_tokens=11,
+        semantic_tokens=22,
+        queue_seconds=0.25,
+        first_token_seconds=0.5,
+        total_seconds=1.75,
+    )
+    msg = frame_to_proto(Frame(semantic_ids=[9], result=result))
+    assert msg.HasField("result")
+    assert msg.result.finish_reason == expected
+    assert (msg.result.prompt_tokens, msg.result.semantic_tokens) == (11, 22)
+    assert (msg.result.queue_seconds, msg.result.first_token_seconds, msg.result.total_seconds) == (
+        0.25,
+        0.5,
+        1.75,
+    )
+    assert list(msg.semantic_ids) == [9]
+    assert list(msg.global_ids) == []

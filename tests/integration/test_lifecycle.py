@@ -1,0 +1,53 @@
+"""SIGTERM: health turns NOT_SERVING, the stream in flight finishes with all its audio, exit 0."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from voxserve.packs.pack import Pack
+from voxserve.stack import LocalStack, Ports, wait_serving
+from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
+
+
+def test_vocoder_stops_cleanly_after_finishing_its_streams(tiny_pack: Pack, tmp_path) -> None:
+    local = LocalStack(
+        tiny_pack.root, Ports.free(), log_dir=tmp_path, env={"VOXSERVE_VOCODER_GRACE_SECONDS": "20"}
+    )
+    process = local.start_service("vocoder")
+    address = local.ports.address("vocoder")
+    try:
+        wait_serving(address, 120, process)
+        release = threading.Event()
+
+        def requests() -> Iterator[vocoder_pb2.DecodeRequest]:
+            yield vocoder_pb2.DecodeRequest(
+                start=vocoder_pb2.DecodeStart(codec="bicodec", global_ids=range(32))
+            )
+            yield vocoder_pb2.DecodeRequest(frame=vocoder_pb2.DecodeFrame(token_ids=list(range(60))))
+            release.wait(30)
+            yield vocoder_pb2.DecodeRequest(frame=vocoder_pb2.DecodeFrame(token_ids=list(range(60, 77))))
+            yield vocoder_pb2.DecodeRequest(end=vocoder_pb2.DecodeEnd())
+
+        with grpc.insecure_channel(address) as channel:
+            call = vocoder_pb2_grpc.VocoderStub(channel).Decode(requests(), timeout=60)
+            first = next(call)  # the stream is live
+            process.send_signal(signal.SIGTERM)
+            health = health_pb2_grpc.HealthStub(channel)
+            status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+            for _ in range(50):
+                if status == health_pb2.HealthCheckResponse.NOT_SERVING:
+                    break
+                status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+            release.set()
+            rest = list(call)
+        samples = sum(len(c.pcm_f32) // 4 for c in [first, *rest])
+        assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert rest[-1].final and samples == 77 * 320
+        assert process.wait(30) == 0
+    finally:
+        local.stop()
