@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml scripts/setup-venv.sh
 demo: setup
 	$(BIN)/voxserve demo -o demo.wav
 
-test: setup
+test: setup lint
 	$(BIN)/python -m pytest -q
 
 test-all: setup
@@ -29,6 +29,7 @@ protos: setup
 lint: setup
 	$(BIN)/ruff check voxserve tests
 	$(BIN)/ruff format --check voxserve tests
+	$(BIN)/mypy voxserve
 
 clean:
 	rm -rf $(VENV) .voxserve demo.wav

@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 import prometheus_client
@@ -34,10 +35,22 @@ class ServiceSpec:
     register: Callable[[grpc.aio.Server], None]
     service_names: Sequence[str]
     on_stop: Callable[[], Awaitable[None]] | None = None
-    extra_health: list[str] = field(default_factory=list)
 
 
-async def serve(spec: ServiceSpec, *, host: str, port: int, metrics_port: int, grace_seconds: float) -> None:
+class ListenConfig(Protocol):
+    """The settings every service config has for its listener and its stop."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def metrics_port(self) -> int: ...
+    @property
+    def grace_seconds(self) -> float: ...
+
+
+async def serve(spec: ServiceSpec, config: ListenConfig) -> None:
     """Run a service until SIGTERM/SIGINT, then stop gracefully."""
     server = grpc.aio.server(
         interceptors=[RequestIdInterceptor()],
@@ -55,17 +68,17 @@ async def serve(spec: ServiceSpec, *, host: str, port: int, metrics_port: int, g
         [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
     )
 
-    address = f"{host}:{port}"
+    address = f"{config.host}:{config.port}"
     bound = server.add_insecure_port(address)
     if bound == 0:
         raise OSError(f"cannot bind {address}")
-    if metrics_port > 0:
-        prometheus_client.start_http_server(metrics_port, addr=host)
+    if config.metrics_port > 0:
+        prometheus_client.start_http_server(config.metrics_port, addr=config.host)
 
     await server.start()
     for name in health_names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving", service=spec.name, address=f"{host}:{bound}", metrics_port=metrics_port)
+    log.info("serving", service=spec.name, address=f"{config.host}:{bound}", metrics_port=config.metrics_port)
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -73,10 +86,10 @@ async def serve(spec: ServiceSpec, *, host: str, port: int, metrics_port: int, g
         loop.add_signal_handler(sig, stopping.set)
 
     await stopping.wait()
-    log.info("stopping", service=spec.name, grace_seconds=grace_seconds)
+    log.info("stopping", service=spec.name, grace_seconds=config.grace_seconds)
     for name in health_names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    await server.stop(grace_seconds)
+    await server.stop(config.grace_seconds)
     if spec.on_stop is not None:
         await spec.on_stop()
     log.info("stopped", service=spec.name)

@@ -43,10 +43,4 @@ async def run(config: GatewayConfig) -> None:
         service_names=[speech_pb2.DESCRIPTOR.services_by_name["Speech"].full_name],
         on_stop=close_channels,
     )
-    await serve(
-        spec,
-        host=config.host,
-        port=config.port,
-        metrics_port=config.metrics_port,
-        grace_seconds=config.grace_seconds,
-    )
+    await serve(spec, config)

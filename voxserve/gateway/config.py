@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from voxserve.common.config import load_config, setting
 
@@ -30,5 +31,5 @@ class GatewayConfig:
     log_level: str = setting("INFO", "Log level")
 
 
-def load(**overrides: object) -> GatewayConfig:
+def load(**overrides: Any) -> GatewayConfig:
     return load_config(GatewayConfig, PREFIX, **overrides)

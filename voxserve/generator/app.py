@@ -39,7 +39,7 @@ def build_engine(config: GeneratorConfig) -> SparkGenerator:
     table = TokenTable.from_tokenizer(tokenizer)
     args = AsyncEngineArgs(
         model=str(pack.llm_dir),
-        dtype=config.dtype,
+        dtype=config.dtype,  # type: ignore[arg-type]  # vLLM validates the name
         max_model_len=config.max_model_len,
         max_num_seqs=config.max_num_seqs,
         gpu_memory_utilization=config.gpu_memory_utilization,
@@ -74,10 +74,4 @@ async def run(config: GeneratorConfig) -> None:
         service_names=[generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name],
         on_stop=shutdown,
     )
-    await serve(
-        spec,
-        host=config.host,
-        port=config.port,
-        metrics_port=config.metrics_port,
-        grace_seconds=config.grace_seconds,
-    )
+    await serve(spec, config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from voxserve.common.config import load_config, setting
 
@@ -28,5 +29,5 @@ class GeneratorConfig:
     log_level: str = setting("INFO", "Log level")
 
 
-def load(**overrides: object) -> GeneratorConfig:
+def load(**overrides: Any) -> GeneratorConfig:
     return load_config(GeneratorConfig, PREFIX, **overrides)

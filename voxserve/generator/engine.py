@@ -19,7 +19,7 @@ import numpy as np
 
 from voxserve.common.logging import get_logger
 from voxserve.common.status import InvalidArgument
-from voxserve.generator.prompts import SparkPromptBuilder
+from voxserve.generator.prompts import Gender, SparkPromptBuilder
 from voxserve.generator.token_table import TokenKind, TokenTable
 
 log = get_logger(__name__)
@@ -42,7 +42,7 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Style:
-    gender: str = "female"
+    gender: Gender = "female"
     pitch: int = 2
     speed: int = 2
 

@@ -11,11 +11,12 @@ from voxserve.common.request_id import current_request_id
 from voxserve.common.status import InvalidArgument
 from voxserve.generator import metrics
 from voxserve.generator.engine import NUM_GLOBAL_TOKENS, Frame, Sampling, SparkGenerator, Style
+from voxserve.generator.prompts import Gender
 from voxserve.v1 import generator_pb2, generator_pb2_grpc
 
 log = get_logger(__name__)
 
-_GENDERS = {
+_GENDERS: dict[int, Gender] = {
     generator_pb2.VoiceStyle.GENDER_UNSPECIFIED: "female",
     generator_pb2.VoiceStyle.FEMALE: "female",
     generator_pb2.VoiceStyle.MALE: "male",

@@ -69,10 +69,4 @@ async def run(config: VocoderConfig) -> None:
         service_names=[vocoder_pb2.DESCRIPTOR.services_by_name["Vocoder"].full_name],
         on_stop=scheduler.stop,
     )
-    await serve(
-        spec,
-        host=config.host,
-        port=config.port,
-        metrics_port=config.metrics_port,
-        grace_seconds=config.grace_seconds,
-    )
+    await serve(spec, config)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from voxserve.common.config import load_config, setting
 
@@ -33,5 +34,5 @@ class VocoderConfig:
     log_level: str = setting("INFO", "Log level")
 
 
-def load(**overrides: object) -> VocoderConfig:
+def load(**overrides: Any) -> VocoderConfig:
     return load_config(VocoderConfig, PREFIX, **overrides)

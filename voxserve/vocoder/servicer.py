@@ -79,12 +79,13 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
         try:
             while True:
                 item = await stream.outbox.get()
-                if isinstance(item, InvalidArgument):
-                    outcome = "invalid"
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(item))
                 if isinstance(item, BaseException):
-                    outcome = "error"
-                    await context.abort(grpc.StatusCode.INTERNAL, f"decode failed: {item}")
+                    outcome = "invalid" if isinstance(item, InvalidArgument) else "error"
+                    code = (
+                        grpc.StatusCode.INVALID_ARGUMENT if outcome == "invalid" else grpc.StatusCode.INTERNAL
+                    )
+                    await context.abort(code, str(item) if outcome == "invalid" else f"decode failed: {item}")
+                    return
                 yield vocoder_pb2.AudioChunk(
                     pcm_f32=item.samples.numpy().astype(np.float32, copy=False).tobytes(),
                     sample_offset=item.sample_offset,

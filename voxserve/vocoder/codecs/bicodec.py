@@ -459,7 +459,7 @@ def receptive_field_tokens(model: BiCodecDecoder) -> int:
     lo, hi = 0, rate - 1
     need = 0
     for m in reversed(layers):
-        k, s, p, d = m.kernel_size[0], m.stride[0], m.padding[0], m.dilation[0]
+        k, s, p, d = (int(v[0]) for v in (m.kernel_size, m.stride, m.padding, m.dilation))  # type: ignore[index]
         if isinstance(m, nn.ConvTranspose1d):
             # Input i feeds outputs i * s - p + j for j in [0, k).
             lo, hi = -((k - 1 - lo - p) // s), (hi + p) // s
