@@ -11,6 +11,7 @@ from voxserve.packs.pack import Pack, write_tiny_pack
 from voxserve.stack import LocalStack, Ports
 
 PACK_SEED = 7
+VOCODER_MAX_STREAM_TOKENS = 600
 
 
 @pytest.fixture(scope="session")
@@ -21,9 +22,11 @@ def tiny_pack(tmp_path_factory: pytest.TempPathFactory) -> Pack:
 @pytest.fixture(scope="session")
 def stack(tiny_pack: Pack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     logs = tmp_path_factory.mktemp("logs")
-    local = LocalStack(
-        tiny_pack.root, Ports.free(), log_dir=logs, env={"VOXSERVE_GENERATOR_MAX_NUM_SEQS": "16"}
-    )
+    env = {
+        "VOXSERVE_GENERATOR_MAX_NUM_SEQS": "16",
+        "VOXSERVE_VOCODER_MAX_STREAM_TOKENS": str(VOCODER_MAX_STREAM_TOKENS),
+    }
+    local = LocalStack(tiny_pack.root, Ports.free(), log_dir=logs, env=env)
     try:
         local.start(timeout=420)
     except Exception:

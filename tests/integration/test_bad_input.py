@@ -111,6 +111,7 @@ def test_generator_rejects_special_token_markup_in_text(stack: LocalStack) -> No
         ([start(), frame([1] * 40), END, frame([1, 2])], ["after end"]),
         ([start(), start(), END], ["start may be sent only once"]),
         ([start(), frame([1, 2])], ["closed without an end message"]),
+        ([start(), frame([7] * 400), frame([7] * 201), END], ["601 tokens", "limit is 600"]),
     ],
 )
 def test_vocoder_rejects(

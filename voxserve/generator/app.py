@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import grpc
 
@@ -26,9 +27,17 @@ def _on_cpu() -> bool:
     return bool(current_platform.is_cpu())
 
 
-def build_engine(config: GeneratorConfig) -> SparkGenerator:
-    # vLLM reads its CPU KV-cache size from the environment before the engine starts.
+VLLM_LOGGING_CONFIG = Path(__file__).with_name("vllm_logging.json")
+
+
+def prepare_vllm_environment(config: GeneratorConfig) -> None:
+    """vLLM reads these from the environment, in this process and in the workers it spawns."""
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.kv_cache_gib))
+    os.environ.setdefault("VLLM_LOGGING_CONFIG_PATH", str(VLLM_LOGGING_CONFIG))
+
+
+def build_engine(config: GeneratorConfig) -> SparkGenerator:
+    prepare_vllm_environment(config)
     from transformers import AutoTokenizer
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM

@@ -58,7 +58,7 @@ async def run(config: VocoderConfig) -> None:
         codec, chunk_policy(config, codec), max_batch_size=config.max_batch_size, batching=config.batching
     )
     scheduler.start()
-    servicer = VocoderServicer(codec, scheduler)
+    servicer = VocoderServicer(codec, scheduler, max_stream_tokens=config.max_stream_tokens)
 
     def register(server: grpc.aio.Server) -> None:
         vocoder_pb2_grpc.add_VocoderServicer_to_server(servicer, server)

@@ -27,6 +27,9 @@ class VocoderConfig:
     context_tolerance: float = setting(
         1e-4, "Largest sample difference between streamed and offline decode when measuring context"
     )
+    max_stream_tokens: int = setting(
+        90000, "Most tokens one Decode stream may carry (90000 BiCodec tokens = 30 minutes)"
+    )
     max_batch_size: int = setting(32, "Most windows decoded in one forward")
     batching: bool = setting(True, "Batch decode work across streams (false: batch size 1)")
     torch_threads: int = setting(0, "Intra-op threads for torch on CPU; 0 leaves torch's default")

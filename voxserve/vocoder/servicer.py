@@ -26,9 +26,10 @@ def validate_token_ids(ids: list[int], vocab_size: int) -> None:
 
 
 class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
-    def __init__(self, codec: Codec, scheduler: Scheduler):
+    def __init__(self, codec: Codec, scheduler: Scheduler, *, max_stream_tokens: int):
         self.codec = codec
         self.scheduler = scheduler
+        self.max_stream_tokens = max_stream_tokens
 
     async def _open(self, requests: AsyncIterator[vocoder_pb2.DecodeRequest]) -> DecodeStream:
         first = await anext(requests, None)
@@ -55,6 +56,11 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
                 if kind == "frame":
                     ids = list(request.frame.token_ids)
                     validate_token_ids(ids, self.codec.token_vocab_size)
+                    if len(stream.tokens) + len(ids) > self.max_stream_tokens:
+                        raise InvalidArgument(
+                            f"frame.token_ids: the stream would hold {len(stream.tokens) + len(ids)} tokens; "
+                            f"the limit is {self.max_stream_tokens}"
+                        )
                     stream.append(ids)
                 elif kind == "end":
                     stream.end()
