@@ -61,3 +61,29 @@ def test_vocoder_stops_cleanly_after_finishing_its_streams(tiny_pack: Pack, tmp_
         assert process.wait(30) == 0
     finally:
         local.stop()
+
+
+def test_gateway_reports_unreachable_upstreams_as_unavailable(tmp_path) -> None:
+    from voxserve.client import synthesize
+    from voxserve.stack import free_port
+
+    ports = Ports.free()
+    # Nothing listens on these ports.
+    env = {
+        "VOXSERVE_GATEWAY_GENERATOR_ADDRESS": f"127.0.0.1:{free_port()}",
+        "VOXSERVE_GATEWAY_VOCODER_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+    local = LocalStack(tmp_path, ports, log_dir=tmp_path / "logs", env=env)
+    process = local.start_service("gateway")
+    try:
+        wait_serving(ports.address("gateway"), 60, process)
+        try:
+            synthesize(ports.address("gateway"), "Anyone there?", timeout=30)
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.UNAVAILABLE
+            assert exc.details().startswith(("generator:", "vocoder:")), exc.details()
+        else:
+            raise AssertionError("the call should fail")
+        assert process.poll() is None, "the gateway keeps running"
+    finally:
+        local.stop()

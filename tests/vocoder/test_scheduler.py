@@ -253,3 +253,26 @@ def test_window_policy() -> None:
     assert stream.next_window(policy) == Window(stream.id, 10, 35, 8, 6, final=False)
     stream.end()
     assert stream.next_window(policy) == Window(stream.id, 10, 46, 8, 0, final=True)
+
+
+async def test_a_failure_while_forming_batches_fails_those_streams_only(
+    tiny_bicodec: BiCodec, policy: ChunkPolicy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scheduler = Scheduler(tiny_bicodec, policy, max_batch_size=8)
+    scheduler.start()
+    try:
+        broken = scheduler.register(tiny_bicodec.condition(voice(8)))
+        with monkeypatch.context() as patch:
+            patch.setattr(
+                Batch, "from_requests", classmethod(lambda cls, *a: (_ for _ in ()).throw(KeyError("bug")))
+            )
+            broken.append(tokens_for(8, 3))
+            broken.end()
+            scheduler.notify()
+            item = await asyncio.wait_for(broken.outbox.get(), 30)
+        assert isinstance(item, KeyError)
+        scheduler.remove(broken)
+        chunks = await stream_through(scheduler, voice(9), tokens_for(9, 30), 6, random.Random(2))
+        assert joined(chunks).numel() == 320 * 30
+    finally:
+        await scheduler.stop()

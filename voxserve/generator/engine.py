@@ -19,12 +19,12 @@ import numpy as np
 
 from voxserve.common.logging import get_logger
 from voxserve.common.status import InvalidArgument
-from voxserve.generator.prompts import Gender, SparkPromptBuilder
+from voxserve.generator.prompts import GLOBAL_TOKENS_PER_VOICE, Gender, SparkPromptBuilder
 from voxserve.generator.token_table import TokenKind, TokenTable
 
 log = get_logger(__name__)
 
-NUM_GLOBAL_TOKENS = 32
+NUM_GLOBAL_TOKENS = GLOBAL_TOKENS_PER_VOICE
 
 
 @dataclass(frozen=True)

@@ -88,9 +88,20 @@ class Scheduler:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            batches = self._ready_batches()
-            for batch in batches:
-                await self._step(batch)
+            try:
+                batches = self._ready_batches()
+                for batch in batches:
+                    await self._step(batch)
+            except Exception as exc:
+                # A bug here must not stall every stream on the device: fail the streams that had
+                # work in flight, keep serving the rest.
+                log.exception("scheduler step failed")
+                for stream in self._streams.values():
+                    if stream.in_flight:
+                        stream.in_flight = False
+                        stream.finished = True
+                        stream.fail(exc)
+                continue
             if batches:
                 # Tokens may have arrived while we decoded; look again before sleeping.
                 self._wake.set()
