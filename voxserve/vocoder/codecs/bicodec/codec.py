@@ -1,0 +1,120 @@
+"""The `Codec` implementation for Spark-TTS packs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from voxserve.vocoder.codecs.base import CodecInputError, VoiceConditioning
+from voxserve.vocoder.codecs.bicodec.checkpoint import (
+    build_meta_decoder,
+    load_decode_state_dict,
+    receptive_field_tokens,
+)
+from voxserve.vocoder.codecs.bicodec.config import BiCodecConfig, BiCodecLoadError
+from voxserve.vocoder.codecs.bicodec.model import BiCodecDecoder
+
+
+def _check_pack_config(path: Path, config: BiCodecConfig) -> None:
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8") as f:
+        top = yaml.safe_load(f) or {}
+    for key, actual in (("latent_hop_length", config.samples_per_token), ("sample_rate", config.sample_rate)):
+        if key in top and int(top[key]) != actual:
+            raise BiCodecLoadError(f"{path}: {key} is {top[key]}, but the BiCodec config gives {actual}")
+
+
+class BiCodec:
+    """The `Codec` for Spark-TTS packs: conditions on 32 global ids, decodes semantic ids."""
+
+    name = "bicodec"
+
+    def __init__(self, config: BiCodecConfig, model: BiCodecDecoder) -> None:
+        self.config = config
+        self.model = model.eval().requires_grad_(False)
+        param = next(model.parameters())
+        self.device = param.device
+        self.dtype = param.dtype
+        self.sample_rate = config.sample_rate
+        self.samples_per_token = config.samples_per_token
+        self.token_vocab_size = config.quantizer.codebook_size
+        self.receptive_field_tokens = receptive_field_tokens(model)
+        self.global_token_count = config.speaker_encoder.token_num
+        self.global_vocab_size = config.speaker_encoder.global_vocab_size
+        self.conditioning_dim = config.speaker_encoder.out_dim
+        # Outputs are float32 as the protocol says, except that a float64 codec (exactness checks)
+        # keeps its precision.
+        self.output_dtype = torch.float64 if self.dtype == torch.float64 else torch.float32
+
+    @classmethod
+    def from_files(
+        cls,
+        config: BiCodecConfig,
+        weights_path: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> BiCodec:
+        state = load_decode_state_dict(weights_path, config, dtype=dtype, device=str(device))
+        model = build_meta_decoder(config)
+        model.load_state_dict(state, strict=True, assign=True)
+        return cls(config, model)
+
+    @classmethod
+    def from_pack(
+        cls, pack_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> BiCodec:
+        """Load `<pack>/BiCodec/config.yaml` and `<pack>/BiCodec/model.safetensors`.
+
+        `<pack>/config.yaml`, where present, must agree on sample rate and samples per token.
+        """
+        pack = Path(pack_dir)
+        config = BiCodecConfig.from_yaml(pack / "BiCodec" / "config.yaml")
+        _check_pack_config(pack / "config.yaml", config)
+        return cls.from_files(config, pack / "BiCodec" / "model.safetensors", device=device, dtype=dtype)
+
+    def condition(self, voice: VoiceConditioning) -> torch.Tensor:
+        """The speaker vector d [D] for a voice's global ids."""
+        ids = voice.global_ids
+        if len(ids) != self.global_token_count:
+            raise CodecInputError(
+                f"global_ids must hold exactly {self.global_token_count} ids, got {len(ids)}"
+            )
+        for i, g in enumerate(ids):
+            if isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < self.global_vocab_size:
+                raise CodecInputError(
+                    f"global_ids[{i}] is {g!r}; each id must be an int in [0, {self.global_vocab_size})"
+                )
+        with torch.no_grad():
+            tensor = torch.tensor([ids], dtype=torch.int64, device=self.device)
+            return self.model.speaker_vector(tensor)[0]
+
+    @torch.inference_mode()
+    def decode(self, tokens: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
+        """tokens int64 [B, T], conditioning [B, D] -> waveform [B, T * 320] on the codec's device.
+
+        float32, or float64 for a codec loaded in float64.
+        """
+        if tokens.dtype != torch.int64 or tokens.ndim != 2:
+            raise CodecInputError(f"tokens must be int64 [B, T], got {tokens.dtype} {tuple(tokens.shape)}")
+        batch, length = tokens.shape
+        if conditioning.shape != (batch, self.conditioning_dim):
+            raise CodecInputError(
+                f"conditioning must be [{batch}, {self.conditioning_dim}], got {tuple(conditioning.shape)}"
+            )
+        if length == 0 or batch == 0:
+            return torch.zeros(
+                batch, length * self.samples_per_token, dtype=self.output_dtype, device=self.device
+            )
+        tokens = tokens.to(self.device)
+        # An out-of-range id would be a device-side assert on CUDA, which poisons the whole process.
+        low, high = torch.aminmax(tokens)
+        if int(low) < 0 or int(high) >= self.token_vocab_size:
+            raise CodecInputError(
+                f"tokens must lie in [0, {self.token_vocab_size}), got [{int(low)}, {int(high)}]"
+            )
+        speaker = conditioning.to(device=self.device, dtype=self.dtype)
+        return self.model(tokens, speaker).to(self.output_dtype)
