@@ -7,6 +7,7 @@ import time
 
 import grpc
 import numpy as np
+import pytest
 import soundfile
 import torch
 
@@ -158,7 +159,7 @@ def test_cancelling_the_client_aborts_generation_and_frees_the_stream(stack: Loc
     with grpc.insecure_channel(stack.ports.address("gateway")) as channel:
         stub = speech_pb2_grpc.SpeechStub(channel)
         request = speech_pb2.SynthesizeRequest(
-            text="A long utterance that we will cut short.", sampling=sampling(2500)
+            text="A long utterance that we will cut short.", sampling=sampling(550)
         )
         call = stub.Synthesize(request, timeout=60)
         first = next(call)
@@ -167,15 +168,37 @@ def test_cancelling_the_client_aborts_generation_and_frees_the_stream(stack: Loc
         during_voc = scrape(vocoder_metrics)["voxserve_vocoder_active_streams"]
         call.cancel()
     assert during_gen >= 1 and during_voc >= 1
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        gen, voc = scrape(generator_metrics), scrape(vocoder_metrics)
-        if gen["voxserve_generator_engine_requests"] == 0 and voc["voxserve_vocoder_active_streams"] == 0:
-            break
-        time.sleep(0.1)
+    gen, voc = wait_idle(stack)
     assert gen["voxserve_generator_engine_requests"] == 0
     assert voc["voxserve_vocoder_active_streams"] == 0
     assert gen['voxserve_generator_requests_total{outcome="cancelled"}'] == cancelled_before + 1
+
+
+def wait_idle(stack: LocalStack, seconds: float = 15) -> tuple[dict[str, float], dict[str, float]]:
+    """The generator's and vocoder's metrics once neither has live work (or at the deadline)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        gen = scrape(stack.ports.metrics_url("generator"))
+        voc = scrape(stack.ports.metrics_url("vocoder"))
+        idle = gen["voxserve_generator_engine_requests"] == 0 and voc["voxserve_vocoder_active_streams"] == 0
+        if idle or time.monotonic() > deadline:
+            return gen, voc
+        time.sleep(0.1)
+
+
+def test_a_client_deadline_reaches_generator_and_vocoder(stack: LocalStack) -> None:
+    timed_out_before = scrape(stack.ports.metrics_url("generator")).get(
+        'voxserve_generator_requests_total{outcome="cancelled"}', 0
+    )
+    with pytest.raises(grpc.RpcError) as info:
+        synthesize(
+            stack.ports.address("gateway"), "Too slow for its deadline.", sampling=sampling(550), timeout=0.8
+        )
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    gen, voc = wait_idle(stack)
+    assert gen["voxserve_generator_engine_requests"] == 0
+    assert voc["voxserve_vocoder_active_streams"] == 0
+    assert gen['voxserve_generator_requests_total{outcome="cancelled"}'] == timed_out_before + 1
 
 
 def test_request_id_travels_through_all_three_services(stack: LocalStack) -> None:

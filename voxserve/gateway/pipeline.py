@@ -52,10 +52,12 @@ async def run_segment(
     codec: str,
     seed: int,
     stats: SegmentStats,
+    deadline_seconds: float | None = None,
 ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
+    """Audio chunks of one segment; `deadline_seconds`: the caller's remaining deadline, passed upstream."""
     metadata = outgoing_metadata()
-    gen_call = generator.Generate(request, metadata=metadata)
-    voc_call = vocoder.Decode(metadata=metadata)
+    gen_call = generator.Generate(request, metadata=metadata, timeout=deadline_seconds)
+    voc_call = vocoder.Decode(metadata=metadata, timeout=deadline_seconds)
     inbox: asyncio.Queue[vocoder_pb2.AudioChunk | BaseException] = asyncio.Queue()
 
     async def send(message: vocoder_pb2.DecodeRequest | None) -> None:

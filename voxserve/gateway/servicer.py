@@ -90,7 +90,13 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         samples, sample_rate, first_audio = 0, 0, None
         try:
             async for chunk in run_segment(
-                self.generator, self.vocoder, generate, codec=codec, seed=request.seed, stats=stats
+                self.generator,
+                self.vocoder,
+                generate,
+                codec=codec,
+                seed=request.seed,
+                stats=stats,
+                deadline_seconds=context.time_remaining(),
             ):
                 if chunk.sample_offset != samples:  # a gap or overlap would be audible: never let it through
                     raise UpstreamError(
