@@ -11,6 +11,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 
@@ -38,6 +39,20 @@ class _VocoderClosed(Exception):
 class SegmentStats:
     first_token_at: float | None = None
     result: generator_pb2.GenerateResult = field(default_factory=generator_pb2.GenerateResult)
+
+
+class SegmentRunner(Protocol):
+    """Runs one text segment to audio chunks (the gateway's runner calls generator and vocoder)."""
+
+    def __call__(
+        self,
+        request: generator_pb2.GenerateRequest,
+        *,
+        codec: str,
+        seed: int,
+        stats: SegmentStats,
+        deadline_seconds: float | None = None,
+    ) -> AsyncIterator[vocoder_pb2.AudioChunk]: ...
 
 
 def _upstream(service: str, exc: grpc.aio.AioRpcError) -> UpstreamError:
@@ -119,3 +134,29 @@ async def run_segment(
             task.cancel()
         gen_call.cancel()
         voc_call.cancel()
+
+
+def remote_runner(
+    generator: generator_pb2_grpc.GeneratorStub, vocoder: vocoder_pb2_grpc.VocoderStub
+) -> SegmentRunner:
+    """The gateway's runner: the segment through a generator and a vocoder service."""
+
+    def runner(
+        request: generator_pb2.GenerateRequest,
+        *,
+        codec: str,
+        seed: int,
+        stats: SegmentStats,
+        deadline_seconds: float | None = None,
+    ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
+        return run_segment(
+            generator,
+            vocoder,
+            request,
+            codec=codec,
+            seed=seed,
+            stats=stats,
+            deadline_seconds=deadline_seconds,
+        )
+
+    return runner

@@ -14,9 +14,9 @@ from voxserve.common.request_id import current_request_id
 from voxserve.common.status import InvalidArgument
 from voxserve.gateway import metrics
 from voxserve.gateway.config import GatewayConfig
-from voxserve.gateway.pipeline import CODEC_OF_FAMILY, SegmentStats, UpstreamError, run_segment
+from voxserve.gateway.pipeline import CODEC_OF_FAMILY, SegmentRunner, SegmentStats, UpstreamError
 from voxserve.gateway.voices import TOKENS_PER_SECOND, VoiceRegistry
-from voxserve.v1 import generator_pb2, generator_pb2_grpc, speech_pb2, speech_pb2_grpc, vocoder_pb2_grpc
+from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
 
 log = get_logger(__name__)
 
@@ -27,13 +27,11 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
     def __init__(
         self,
         voices: VoiceRegistry,
-        generator: generator_pb2_grpc.GeneratorStub,
-        vocoder: vocoder_pb2_grpc.VocoderStub,
+        run_segment: SegmentRunner,
         config: GatewayConfig,
     ):
         self.voices = voices
-        self.generator = generator
-        self.vocoder = vocoder
+        self.run_segment = run_segment
         self.config = config
         self.max_text_chars = config.max_text_chars
 
@@ -89,9 +87,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         stats = SegmentStats()
         samples, sample_rate, first_audio = 0, 0, None
         try:
-            async for chunk in run_segment(
-                self.generator,
-                self.vocoder,
+            async for chunk in self.run_segment(
                 generate,
                 codec=codec,
                 seed=request.seed,
