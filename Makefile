@@ -29,7 +29,7 @@ protos: setup
 lint: setup
 	$(BIN)/ruff check voxserve tests
 	$(BIN)/ruff format --check voxserve tests
-	$(BIN)/mypy voxserve
+	$(BIN)/mypy voxserve bench
 
 clean:
 	rm -rf $(VENV) .voxserve demo.wav

@@ -19,10 +19,11 @@ def _pack(args: argparse.Namespace) -> Path:
 
 
 def cmd_pack(args: argparse.Namespace) -> int:
-    from voxserve.packs.pack import write_tiny_pack
+    from voxserve.packs.pack import write_random_pack
 
-    pack = write_tiny_pack(Path(args.dir), seed=args.seed)
-    print(f"wrote tiny {pack.family} pack to {pack.root}")
+    size = getattr(args, "size", "tiny")
+    pack = write_random_pack(Path(args.dir), size, seed=args.seed)
+    print(f"wrote {size} random {pack.family} pack to {pack.root}")
     return 0
 
 
@@ -151,9 +152,12 @@ def parser() -> argparse.ArgumentParser:
     pk = sub.add_parser("pack", help="write a model pack")
     pk_sub = pk.add_subparsers(dest="kind", required=True)
     tiny = pk_sub.add_parser("tiny", help="a tiny random pack in the Spark-TTS-0.5B layout")
-    tiny.add_argument("dir")
-    tiny.add_argument("--seed", type=int, default=1234)
-    tiny.set_defaults(func=cmd_pack)
+    rnd = pk_sub.add_parser("random", help="a random pack in the Spark-TTS-0.5B layout, tiny or full size")
+    rnd.add_argument("--size", choices=["tiny", "full"], default="tiny")
+    for sp in (tiny, rnd):
+        sp.add_argument("dir")
+        sp.add_argument("--seed", type=int, default=1234)
+        sp.set_defaults(func=cmd_pack)
 
     sv = sub.add_parser("serve", help="run one service in the foreground (config from VOXSERVE_* variables)")
     sv.add_argument("service", choices=["generator", "vocoder", "gateway"])
@@ -185,12 +189,20 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--max-tokens", type=int, default=None, help="cap on semantic tokens (50 per second)")
         sp.set_defaults(func=cmd_say if name == "say" else cmd_demo)
 
+    # Listed for --help only: main() hands `voxserve bench ...` to the bench package whole.
+    sub.add_parser("bench", help="load and scaling benchmarks against the baseline (voxserve bench --help)")
+
     cf = sub.add_parser("config", help="list every setting with its default")
     cf.set_defaults(func=cmd_config)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        from bench.__main__ import main as bench_main
+
+        return bench_main(argv[1:])
     args = parser().parse_args(argv)
     return int(args.func(args))
 

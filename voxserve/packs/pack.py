@@ -57,16 +57,31 @@ class Pack:
         return pack
 
 
-def write_tiny_pack(root: Path, seed: int = DEFAULT_PACK_SEED) -> Pack:
-    """Write a tiny random pack in the Spark-TTS-0.5B layout (deterministic for a seed)."""
-    from voxserve.packs.tiny_bicodec import write_tiny_bicodec
-    from voxserve.packs.tiny_llm import write_tiny_llm
+PACK_SIZES = ("tiny", "full")
 
+
+def write_random_pack(root: Path, size: str = "tiny", seed: int = DEFAULT_PACK_SEED) -> Pack:
+    """Write a random pack in the Spark-TTS-0.5B layout (deterministic for a seed).
+
+    "tiny" is the embedded default (CPU-sized); "full" has the real model's dimensions (Qwen2
+    0.5B in bfloat16 and the published BiCodec, about 1.2 GB) for measuring speed on a GPU.
+    """
+    from voxserve.packs.tiny_bicodec import FULL_BICODEC_CONFIG, TINY_BICODEC_CONFIG, write_bicodec
+    from voxserve.packs.tiny_llm import SPARK_0_5B_LLM, TINY_LLM, write_llm
+
+    if size not in PACK_SIZES:
+        raise ValueError(f"size {size!r} is unknown; sizes: {', '.join(PACK_SIZES)}")
+    full = size == "full"
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    write_tiny_llm(root / "LLM", seed)
-    write_tiny_bicodec(root, seed)
+    write_llm(root / "LLM", seed, SPARK_0_5B_LLM if full else TINY_LLM)
+    write_bicodec(root, seed, FULL_BICODEC_CONFIG if full else TINY_BICODEC_CONFIG)
     return Pack.open(root)
+
+
+def write_tiny_pack(root: Path, seed: int = DEFAULT_PACK_SEED) -> Pack:
+    """Write the tiny random pack of the embedded default."""
+    return write_random_pack(root, "tiny", seed)
 
 
 def default_pack_dir() -> Path:

@@ -6,6 +6,7 @@ sizes are small. Weights are stored in the old `weight_g`/`weight_v` form like t
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 from pathlib import Path
@@ -64,6 +65,27 @@ TINY_BICODEC_CONFIG: dict[str, Any] = {
     }
 }
 
+
+def _full_size_config() -> dict[str, Any]:
+    """The published Spark-TTS-0.5B `BiCodec/config.yaml` values, in the same layout."""
+    config = copy.deepcopy(TINY_BICODEC_CONFIG)
+    tokenizer = config["audio_tokenizer"]
+    tokenizer["quantizer"]["input_dim"] = 1024
+    tokenizer["speaker_encoder"].update(out_dim=1024, latent_dim=128)
+    tokenizer["prenet"].update(
+        input_channels=1024,
+        vocos_dim=384,
+        vocos_intermediate_dim=2048,
+        vocos_num_layers=12,
+        out_channels=1024,
+        condition_dim=1024,
+    )
+    tokenizer["decoder"].update(input_channel=1024, channels=1536)
+    return config
+
+
+FULL_BICODEC_CONFIG: dict[str, Any] = _full_size_config()
+
 TINY_PACK_CONFIG: dict[str, Any] = {
     "sample_rate": 16000,
     "highpass_cutoff_freq": 40,
@@ -86,12 +108,17 @@ _FINAL_CONV_GAIN = 0.08  # keeps the final tanh mostly in its linear range
 _CENTRE_ENVELOPE_WIDTH = 0.7
 
 # Tensors a real file carries for the encode side; the decoder must skip them.
-_ENCODE_ONLY_SHAPES: dict[str, tuple[int, ...]] = {
-    "quantizer.cluster_size": (8192,),
-    "quantizer.in_project.weight_g": (8, 1, 1),
-    "quantizer.in_project.weight_v": (8, 64, 1),
-    "encoder.dummy.weight": (4, 4),
-}
+
+
+def _encode_only_shapes(config: BiCodecConfig) -> dict[str, tuple[int, ...]]:
+    """A few encode-path tensors, so that loaders are seen to skip them."""
+    q = config.quantizer
+    return {
+        "quantizer.cluster_size": (q.codebook_size,),
+        "quantizer.in_project.weight_g": (q.codebook_dim, 1, 1),
+        "quantizer.in_project.weight_v": (q.codebook_dim, q.input_dim, 1),
+        "encoder.dummy.weight": (4, 4),
+    }
 
 
 def _init_tensor(
@@ -145,23 +172,31 @@ def _init_tensor(
 
 
 def tiny_bicodec_state_dict(seed: int) -> dict[str, torch.Tensor]:
-    """Random checkpoint tensors (decode path plus a few encode-only ones), deterministic in `seed`."""
-    config = BiCodecConfig.from_dict(TINY_BICODEC_CONFIG)
+    """Random tiny checkpoint tensors (decode path plus a few encode-only ones), deterministic in `seed`."""
+    return bicodec_state_dict(TINY_BICODEC_CONFIG, seed)
+
+
+def bicodec_state_dict(raw_config: dict[str, Any], seed: int) -> dict[str, torch.Tensor]:
+    """Random checkpoint tensors for a BiCodec config in the upstream layout."""
+    config = BiCodecConfig.from_dict(raw_config)
     shapes = checkpoint_shapes(config)
     gen = torch.Generator().manual_seed(seed)
     state = {key: _init_tensor(key, shapes, config.decoder.rates, gen) for key in sorted(shapes)}
-    for key, shape in _ENCODE_ONLY_SHAPES.items():
+    for key, shape in _encode_only_shapes(config).items():
         state[key] = torch.randn(shape, generator=gen)
     return state
 
 
 def write_tiny_bicodec(pack_dir: Path, seed: int) -> None:
+    """The tiny BiCodec of the embedded default pack (see `write_bicodec`)."""
+    write_bicodec(pack_dir, seed, TINY_BICODEC_CONFIG)
+
+
+def write_bicodec(pack_dir: Path, seed: int, raw_config: dict[str, Any]) -> None:
     """Write `<pack>/config.yaml`, `<pack>/BiCodec/config.yaml` and `<pack>/BiCodec/model.safetensors`."""
     pack_dir = Path(pack_dir)
     codec_dir = pack_dir / "BiCodec"
     codec_dir.mkdir(parents=True, exist_ok=True)
     (pack_dir / "config.yaml").write_text(yaml.safe_dump(TINY_PACK_CONFIG, sort_keys=True), encoding="utf-8")
-    (codec_dir / "config.yaml").write_text(
-        yaml.safe_dump(TINY_BICODEC_CONFIG, sort_keys=True), encoding="utf-8"
-    )
-    save_file(tiny_bicodec_state_dict(seed), str(codec_dir / "model.safetensors"))
+    (codec_dir / "config.yaml").write_text(yaml.safe_dump(raw_config, sort_keys=True), encoding="utf-8")
+    save_file(bicodec_state_dict(raw_config, seed), str(codec_dir / "model.safetensors"))

@@ -13,11 +13,14 @@ only the weights do.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
+import torch
+from safetensors.numpy import save_file as save_numpy
+from safetensors.torch import save_file as save_torch
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
 from tokenizers.models import BPE
 from tokenizers.trainers import BpeTrainer
@@ -57,14 +60,36 @@ QWEN2_SPLIT_PATTERN = (
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 
-HIDDEN_SIZE = 64
-NUM_LAYERS = 2
-NUM_ATTENTION_HEADS = 2
-NUM_KV_HEADS = 1
-INTERMEDIATE_SIZE = 128
 MAX_POSITIONS = 4096
 VOCAB_MULTIPLE = 64
 INIT_STD = 0.02
+
+
+@dataclass(frozen=True)
+class LlmSize:
+    """Qwen2 dimensions of a random pack's LM; the tokenizer is the same at every size."""
+
+    hidden_size: int
+    num_layers: int
+    num_attention_heads: int
+    num_kv_heads: int
+    intermediate_size: int
+    vocab_size: int | None = None
+    """None: the tokenizer's length rounded up to a multiple of 64."""
+    dtype: str = "float32"
+
+
+TINY_LLM = LlmSize(hidden_size=64, num_layers=2, num_attention_heads=2, num_kv_heads=1, intermediate_size=128)
+# Spark-TTS-0.5B (Qwen2.5-0.5B): the sizes that matter for serving speed on a GPU.
+SPARK_0_5B_LLM = LlmSize(
+    hidden_size=896,
+    num_layers=24,
+    num_attention_heads=14,
+    num_kv_heads=2,
+    intermediate_size=4864,
+    vocab_size=166000,
+    dtype="bfloat16",
+)
 
 
 def bicodec_tokens() -> list[str]:
@@ -114,9 +139,14 @@ def build_tiny_tokenizer() -> Tokenizer:
 
 
 def write_tiny_llm(llm_dir: Path, seed: int) -> None:
+    """The tiny LM of the embedded default pack (see `write_llm`)."""
+    write_llm(llm_dir, seed, TINY_LLM)
+
+
+def write_llm(llm_dir: Path, seed: int, size: LlmSize) -> None:
     """Write the tokenizer, configs and random weights into ``llm_dir`` (created if missing).
 
-    The same seed gives byte-identical files.
+    The same seed and size give byte-identical files.
     """
     llm_dir = Path(llm_dir)
     llm_dir.mkdir(parents=True, exist_ok=True)
@@ -129,37 +159,43 @@ def write_tiny_llm(llm_dir: Path, seed: int) -> None:
         {"eos_token": _token_entry(IM_END), "pad_token": _token_entry(ENDOFTEXT)},
     )
 
-    config = _model_config(tokenizer)
+    config = _model_config(tokenizer, size)
     _write_json(llm_dir / "config.json", config)
     _write_json(
         llm_dir / "generation_config.json",
         {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]},
     )
-    save_file(_random_weights(config, seed), str(llm_dir / "model.safetensors"), metadata={"format": "pt"})
+    weights = _random_weights(config, seed)
+    if size.dtype == "float32":
+        save_numpy(weights, str(llm_dir / "model.safetensors"), metadata={"format": "pt"})
+    else:
+        dtype = getattr(torch, size.dtype)
+        tensors = {name: torch.from_numpy(weights.pop(name)).to(dtype) for name in list(weights)}
+        save_torch(tensors, str(llm_dir / "model.safetensors"), metadata={"format": "pt"})
 
 
-def _model_config(tokenizer: Tokenizer) -> dict[str, Any]:
-    vocab_size = -(-tokenizer.get_vocab_size() // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
+def _model_config(tokenizer: Tokenizer, size: LlmSize) -> dict[str, Any]:
+    vocab_size = size.vocab_size or -(-tokenizer.get_vocab_size() // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
     return {
         "architectures": ["Qwen2ForCausalLM"],
         "attention_dropout": 0.0,
         "bos_token_id": _token_id(tokenizer, ENDOFTEXT),
         "eos_token_id": _token_id(tokenizer, IM_END),
         "hidden_act": "silu",
-        "hidden_size": HIDDEN_SIZE,
+        "hidden_size": size.hidden_size,
         "initializer_range": INIT_STD,
-        "intermediate_size": INTERMEDIATE_SIZE,
+        "intermediate_size": size.intermediate_size,
         "max_position_embeddings": MAX_POSITIONS,
-        "max_window_layers": NUM_LAYERS,
+        "max_window_layers": size.num_layers,
         "model_type": "qwen2",
-        "num_attention_heads": NUM_ATTENTION_HEADS,
-        "num_hidden_layers": NUM_LAYERS,
-        "num_key_value_heads": NUM_KV_HEADS,
+        "num_attention_heads": size.num_attention_heads,
+        "num_hidden_layers": size.num_layers,
+        "num_key_value_heads": size.num_kv_heads,
         "rms_norm_eps": 1e-06,
         "rope_theta": 1000000.0,
         "sliding_window": MAX_POSITIONS,
         "tie_word_embeddings": True,
-        "torch_dtype": "float32",
+        "torch_dtype": size.dtype,
         "use_cache": True,
         "use_sliding_window": False,
         "vocab_size": vocab_size,

@@ -1,0 +1,119 @@
+"""`python -m bench` (also `voxserve bench`): measure voxserve against the monolithic baseline.
+
+python -m bench run --compare baseline                  # the full comparison on the embedded pack
+python -m bench run --concurrency 1,2,4 --systems voxserve --max-tokens 100
+python -m bench scaling                                 # vocoder compute per audio second, 5 s vs 60 s
+python -m bench report bench/results/run-*.json         # re-render a run's table and plot
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = Path(__file__).parent / "results"
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _pack(path: Path | None):  # type: ignore[no-untyped-def]
+    from voxserve.packs.pack import resolve_pack
+
+    return resolve_pack(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.runner import SYSTEMS, BenchSettings, run_bench
+
+    systems = args.systems or (SYSTEMS if args.compare == "baseline" else ("voxserve", "voxserve-bs1"))
+    settings = BenchSettings(
+        concurrency=args.concurrency,
+        systems=tuple(systems),
+        requests_per_client=args.requests_per_client,
+        duration=args.duration,
+        max_tokens=args.max_tokens or None,
+        voice=args.voice,
+        baseline_window_tokens=args.baseline_window_tokens,
+        scaling=not args.no_scaling,
+        kinds=args.kinds,
+    )
+    run_bench(_pack(args.pack), settings, Path(args.out))
+    return 0
+
+
+def cmd_scaling(args: argparse.Namespace) -> int:
+    from bench.scaling import run_scaling
+
+    print(json.dumps(run_scaling(_pack(args.pack).root, repeats=args.repeats), indent=2))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import markdown_table, plot, read_json
+
+    run = read_json(args.json)
+    png = Path(args.json).with_suffix(".png")
+    plot(run, png)
+    print(markdown_table(run))
+    print(f"\nplot: {png}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the load benchmark on every system and write a report")
+    run.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
+    run.add_argument("--concurrency", type=_ints, default=(1, 2, 4, 8, 16), help="levels, e.g. 1,2,4,8,16")
+    run.add_argument(
+        "--compare",
+        choices=["baseline", "none"],
+        default="baseline",
+        help="baseline: voxserve, voxserve-bs1 and the monolithic baseline in one run",
+    )
+    run.add_argument("--systems", type=_names, default=None, help="explicit systems (overrides --compare)")
+    run.add_argument("--requests-per-client", type=int, default=2)
+    run.add_argument("--duration", type=float, default=None, help="seconds per level instead of a count")
+    run.add_argument(
+        "--max-tokens", type=int, default=250, help="semantic tokens per request (0: server default)"
+    )
+    run.add_argument("--voice", default="default")
+    run.add_argument("--kinds", type=_names, default=(), help="corpus groups: short,medium,long,hindi")
+    run.add_argument(
+        "--baseline-window-tokens",
+        type=int,
+        default=None,
+        help="baseline re-decodes only the last N tokens (e.g. 128) instead of all",
+    )
+    run.add_argument("--no-scaling", action="store_true", help="skip the vocoder scaling figure")
+    run.add_argument("--out", default=str(DEFAULT_OUT))
+    run.set_defaults(func=cmd_run)
+
+    sc = sub.add_parser("scaling", help="vocoder compute per audio second for 5 s and 60 s utterances")
+    sc.add_argument("--pack", type=Path, default=None)
+    sc.add_argument("--repeats", type=int, default=3)
+    sc.set_defaults(func=cmd_scaling)
+
+    rp = sub.add_parser("report", help="re-render a run's table and plot from its JSON")
+    rp.add_argument("json")
+    rp.set_defaults(func=cmd_report)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

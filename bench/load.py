@@ -1,0 +1,191 @@
+"""Closed-loop load against any server of the Speech API: N clients, each starting its next
+request as soon as its previous one ends, all over one shared grpc.aio channel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import grpc
+
+from bench.corpus import Text, pick
+from bench.playback import underruns
+from voxserve.common.request_id import METADATA_KEY
+from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
+
+PCM16_BYTES_PER_SAMPLE = 2
+CONNECT_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass
+class StreamRecord:
+    """One request as the client saw it. Times are seconds from `time.perf_counter`."""
+
+    request: int
+    """Index of the request in the run, in start order; its sampling seed is seed_base + this."""
+    client: int
+    text_id: str
+    kind: str
+    concurrency: int
+    start_seconds: float
+    """When the request was sent, from the start of the run."""
+    ttfa_seconds: float | None
+    """Request sent -> first audio message received; None when no audio arrived."""
+    total_seconds: float
+    """Request sent -> stream closed."""
+    audio_seconds: float
+    real_time_factor: float | None
+    """total / audio seconds; None when no audio arrived."""
+    underruns: int
+    underrun_wait_ms: float
+    samples: int
+    server_first_audio_seconds: float
+    server_semantic_tokens: int
+    server_samples: int
+    error: str | None = None
+    """`<status code name>: <details>` when the call failed."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StreamRecord:
+        return cls(**data)
+
+
+@dataclass
+class LoadResult:
+    records: list[StreamRecord] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    """From the start of the run until the last stream closed."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": [r.to_dict() for r in self.records], "wall_seconds": self.wall_seconds}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LoadResult:
+        return cls([StreamRecord.from_dict(r) for r in data["records"]], data["wall_seconds"])
+
+
+async def run_load(
+    address: str,
+    concurrency: int,
+    *,
+    texts: Sequence[Text],
+    requests: int | None = None,
+    duration: float | None = None,
+    voice: str = "default",
+    max_tokens: int | None = None,
+    seed_base: int = 0,
+    # The per-call gRPC deadline, not a bound on the whole run (which `duration` sets).
+    timeout: float = 300,  # noqa: ASYNC109
+) -> LoadResult:
+    """Run `concurrency` closed-loop clients until `requests` requests have been started or
+    `duration` seconds have passed (whichever comes first when both are given). No request
+    starts after the duration; those in flight run to the end."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if requests is None and duration is None:
+        raise ValueError("give requests, duration or both; otherwise the run never ends")
+    if not texts:
+        raise ValueError("no texts")
+
+    records: list[StreamRecord] = []
+    next_request = 0
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        # Connect before the clock starts so the first requests' TTFA is not the TCP handshake.
+        await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_SECONDS)
+        stub = speech_pb2_grpc.SpeechStub(channel)
+        run_start = time.perf_counter()
+
+        def claim() -> int | None:
+            # Single event loop: claiming an index cannot interleave with another client's claim.
+            nonlocal next_request
+            if requests is not None and next_request >= requests:
+                return None
+            if duration is not None and time.perf_counter() - run_start >= duration:
+                return None
+            index = next_request
+            next_request += 1
+            return index
+
+        async def client(number: int) -> None:
+            turn = 0
+            while (index := claim()) is not None:
+                text = pick(texts, number, turn)
+                turn += 1
+                sampling = generator_pb2.SamplingParams(seed=seed_base + index)
+                if max_tokens is not None:
+                    sampling.max_tokens = max_tokens
+                request = speech_pb2.SynthesizeRequest(
+                    text=text.text, voice=voice, encoding=speech_pb2.PCM16, sampling=sampling
+                )
+                records.append(
+                    await _one_stream(stub, request, timeout, run_start, index, number, text, concurrency)
+                )
+
+        await asyncio.gather(*(client(n) for n in range(concurrency)))
+        wall = time.perf_counter() - run_start
+
+    records.sort(key=lambda r: r.request)
+    return LoadResult(records=records, wall_seconds=wall)
+
+
+async def _one_stream(
+    stub: speech_pb2_grpc.SpeechStub,
+    request: speech_pb2.SynthesizeRequest,
+    deadline_seconds: float,
+    run_start: float,
+    index: int,
+    client: int,
+    text: Text,
+    concurrency: int,
+) -> StreamRecord:
+    arrivals: list[tuple[float, int]] = []
+    sample_rate = 0
+    summary = speech_pb2.Summary()
+    error: str | None = None
+    # Request ids that name the request make server logs easy to match against the records.
+    metadata = ((METADATA_KEY, f"bench-c{concurrency}-r{index}"),)
+    started = time.perf_counter()
+    try:
+        call = stub.Synthesize(request, timeout=deadline_seconds, metadata=metadata)
+        async for response in call:
+            if response.HasField("audio"):
+                arrivals.append(
+                    (time.perf_counter() - started, len(response.audio.data) // PCM16_BYTES_PER_SAMPLE)
+                )
+                sample_rate = sample_rate or response.audio.sample_rate
+            elif response.HasField("summary"):
+                summary = response.summary
+    except grpc.aio.AioRpcError as exc:
+        error = f"{exc.code().name}: {exc.details()}"
+    total = time.perf_counter() - started
+
+    samples = sum(n for _, n in arrivals)
+    first_audio = next((t for t, n in arrivals if n > 0), None)
+    audio_seconds = samples / sample_rate if sample_rate else 0.0
+    playback = underruns(arrivals, sample_rate) if sample_rate else None
+    return StreamRecord(
+        request=index,
+        client=client,
+        text_id=text.id,
+        kind=text.kind,
+        concurrency=concurrency,
+        start_seconds=started - run_start,
+        ttfa_seconds=first_audio,
+        total_seconds=total,
+        audio_seconds=audio_seconds,
+        real_time_factor=total / audio_seconds if audio_seconds else None,
+        underruns=playback.count if playback else 0,
+        underrun_wait_ms=playback.wait_seconds * 1000 if playback else 0.0,
+        samples=samples,
+        server_first_audio_seconds=summary.first_audio_seconds,
+        server_semantic_tokens=summary.semantic_tokens,
+        server_samples=summary.samples,
+        error=error,
+    )

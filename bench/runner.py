@@ -1,0 +1,159 @@
+"""One benchmark invocation: every system, every concurrency level, one report.
+
+Systems run one after another on the same pack, texts, sampling and levels, so their figures
+are comparable: `voxserve` (the three services), `voxserve-bs1` (the same services with the
+vocoder's cross-request batching disabled) and `baseline` (the monolithic pipeline voxserve
+replaces, serving the same Speech API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.corpus import Text, load_corpus
+from bench.load import run_load
+from bench.report import (
+    BenchRun,
+    LevelSummary,
+    git_commit,
+    machine_facts,
+    markdown_table,
+    plot,
+    summarize,
+    write_json,
+)
+from voxserve.packs.pack import Pack
+from voxserve.stack import LocalStack, Ports, free_port, wait_serving
+
+SYSTEMS = ("voxserve", "voxserve-bs1", "baseline")
+SERVICE_START_TIMEOUT = 600.0
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    concurrency: tuple[int, ...] = (1, 2, 4, 8, 16)
+    systems: tuple[str, ...] = SYSTEMS
+    requests_per_client: int = 2
+    """Count mode: each level runs concurrency x this many requests."""
+    duration: float | None = None
+    """Duration mode instead: seconds per level (no request starts after it)."""
+    max_tokens: int | None = 250
+    """Semantic tokens per request (250 = 5 s of audio); None lets the gateway's default cap apply."""
+    voice: str = "default"
+    baseline_window_tokens: int | None = None
+    scaling: bool = True
+    warmup_requests: int = 2
+    kinds: tuple[str, ...] = ()
+    """Corpus groups to use (short, medium, long, hindi); empty means all."""
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def running_system(name: str, pack: Pack, settings: BenchSettings, log_dir: Path) -> Iterator[str]:
+    """Start a system on free local ports; yield its Speech address; stop it afterwards."""
+    if name in ("voxserve", "voxserve-bs1"):
+        env = dict(settings.extra_env)
+        if name == "voxserve-bs1":
+            env["VOXSERVE_VOCODER_BATCHING"] = "false"
+        stack = LocalStack(pack.root, Ports.free(), env=env, log_dir=log_dir / name)
+        try:
+            stack.start(timeout=SERVICE_START_TIMEOUT)
+            yield stack.ports.address("gateway")
+        finally:
+            stack.stop()
+        return
+    if name != "baseline":
+        raise ValueError(f"system {name!r} is unknown; systems: {', '.join(SYSTEMS)}")
+    port = free_port()
+    command = [sys.executable, "-m", "bench.baseline", "--pack", str(pack.root), "--port", str(port)]
+    if settings.baseline_window_tokens:
+        command += ["--window-tokens", str(settings.baseline_window_tokens)]
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with open(log_dir / "baseline.log", "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log)
+        try:
+            wait_serving(f"127.0.0.1:{port}", SERVICE_START_TIMEOUT, process)
+            yield f"127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def measure_system(address: str, texts: Sequence[Text], settings: BenchSettings) -> list[LevelSummary]:
+    asyncio.run(
+        run_load(
+            address, 1, texts=texts, requests=settings.warmup_requests, max_tokens=20, voice=settings.voice
+        )
+    )
+    levels = []
+    for concurrency in settings.concurrency:
+        result = asyncio.run(
+            run_load(
+                address,
+                concurrency,
+                texts=texts,
+                requests=None if settings.duration else concurrency * settings.requests_per_client,
+                duration=settings.duration,
+                voice=settings.voice,
+                max_tokens=settings.max_tokens,
+            )
+        )
+        level = summarize(result, concurrency)
+        levels.append(level)
+        print(f"  c={concurrency}: {format_level(level)}", flush=True)
+    return levels
+
+
+def format_level(level: LevelSummary) -> str:
+    p50 = f"{level.ttfa_p50 * 1000:.0f}" if level.ttfa_p50 is not None else "-"
+    p95 = f"{level.ttfa_p95 * 1000:.0f}" if level.ttfa_p95 is not None else "-"
+    return (
+        f"TTFA p50 {p50} ms, p95 {p95} ms, underrun rate {level.underrun_rate:.2f}, "
+        f"{level.audio_seconds_per_wall_second:.2f} audio-s/s, {level.errors} errors"
+    )
+
+
+def run_bench(pack: Pack, settings: BenchSettings, out_dir: Path) -> BenchRun:
+    texts = [t for t in load_corpus() if not settings.kinds or t.kind in settings.kinds]
+    if not texts:
+        raise ValueError(f"no corpus texts of kinds {settings.kinds}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    systems: dict[str, list[LevelSummary]] = {}
+    for name in settings.systems:
+        print(f"{name}: starting", flush=True)
+        started = time.monotonic()
+        with running_system(name, pack, settings, out_dir / "logs") as address:
+            print(f"{name}: serving after {time.monotonic() - started:.0f} s", flush=True)
+            systems[name] = measure_system(address, texts, settings)
+    scaling = None
+    if settings.scaling:
+        from bench.scaling import run_scaling
+
+        scaling = run_scaling(pack.root)
+    run = BenchRun(
+        machine=machine_facts(),
+        git_commit=git_commit(),
+        pack={"path": str(pack.root), "family": pack.family},
+        settings={k: v for k, v in asdict(settings).items() if k != "extra_env"}
+        | {"env": settings.extra_env},
+        systems=systems,
+        scaling=scaling,
+    )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    write_json(run, out_dir / f"run-{stamp}.json")
+    plot(run, out_dir / f"run-{stamp}.png")
+    (out_dir / f"run-{stamp}.md").write_text(markdown_table(run) + "\n", encoding="utf-8")
+    print(markdown_table(run))
+    print(f"\nwrote {out_dir}/run-{stamp}.json, .png and .md")
+    return run
