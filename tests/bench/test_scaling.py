@@ -33,9 +33,9 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_voxserve_windows_follow_the_chunk_policy() -> None:
     spans = voxserve_decode_windows(100, POLICY)
-    # First chunk [0, 10) with lookahead, then chunks of 25 with context on both sides, then the
-    # rest at End with left context only.
-    assert spans == [(0, 23), (0, 48), (22, 73), (47, 98), (72, 100)]
+    # Chunks [0, 10), [10, 20), [20, 40), [40, 65) with lookahead (and left context once there is
+    # some), then the rest at End with left context only.
+    assert spans == [(0, 23), (0, 33), (7, 53), (27, 78), (52, 100)]
 
 
 def test_voxserve_windows_cover_each_token_a_bounded_number_of_times() -> None:

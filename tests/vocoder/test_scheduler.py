@@ -250,9 +250,21 @@ def test_window_policy() -> None:
     assert stream.next_window(policy) is None  # one window in flight per stream
     stream.deliver(first, torch.zeros(3200))
     stream.append([0] * 30)
-    assert stream.next_window(policy) == Window(stream.id, 10, 35, 8, 6, final=False)
+    second = stream.next_window(policy)  # no longer than the audio already sent
+    assert second == Window(stream.id, 10, 20, 8, 6, final=False)
+    stream.deliver(second, torch.zeros(3200))
+    assert stream.next_window(policy) == Window(stream.id, 20, 40, 8, 6, final=False)  # doubles
     stream.end()
-    assert stream.next_window(policy) == Window(stream.id, 10, 46, 8, 0, final=True)
+    assert stream.next_window(policy) == Window(stream.id, 20, 46, 8, 0, final=True)
+
+
+def test_chunks_grow_to_the_configured_size() -> None:
+    policy = ChunkPolicy(first_chunk_tokens=10, chunk_tokens=25, left_context_tokens=8, lookahead_tokens=6)
+    sizes, decoded = [], 0
+    while decoded < 120:
+        sizes.append(policy.chunk_size(decoded))
+        decoded += sizes[-1]
+    assert sizes == [10, 10, 20, 25, 25, 25, 25]
 
 
 async def test_a_failure_while_forming_batches_fails_those_streams_only(

@@ -26,6 +26,17 @@ class ChunkPolicy:
     left_context_tokens: int
     lookahead_tokens: int
 
+    def chunk_size(self, decoded_tokens: int) -> int:
+        """Tokens in the chunk after `decoded_tokens`: first, first, 2 x first, ... up to chunk_tokens.
+
+        A chunk is never longer than the audio already sent, so while the generator is faster
+        than real time the next chunk is ready before the client's buffer runs dry; a fixed
+        larger second chunk would leave a gap right after the small first one.
+        """
+        if decoded_tokens == 0:
+            return self.first_chunk_tokens
+        return min(self.chunk_tokens, max(self.first_chunk_tokens, decoded_tokens))
+
 
 @dataclass(frozen=True)
 class Window:
@@ -85,7 +96,7 @@ class DecodeStream:
         start, available = self.decoded_tokens, len(self.tokens)
         if self.ended:
             return Window(self.id, start, available, min(policy.left_context_tokens, start), 0, final=True)
-        want = policy.first_chunk_tokens if start == 0 else policy.chunk_tokens
+        want = policy.chunk_size(start)
         end = start + want
         if available < end + policy.lookahead_tokens:
             return None
