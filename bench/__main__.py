@@ -42,6 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens or None,
         voice=args.voice,
         baseline_window_tokens=args.baseline_window_tokens,
+        device=args.device,
         scaling=not args.no_scaling,
         kinds=args.kinds,
     )
@@ -95,6 +96,7 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="baseline re-decodes only the last N tokens (e.g. 128) instead of all",
     )
+    run.add_argument("--device", default="cpu", help="where the vocoder and the baseline decode, e.g. cuda:0")
     run.add_argument("--no-scaling", action="store_true", help="skip the vocoder scaling figure")
     run.add_argument("--out", default=str(DEFAULT_OUT))
     run.set_defaults(func=cmd_run)

@@ -336,7 +336,7 @@ class MonolithicRunner:
 # -- the server ------------------------------------------------------------------------------------
 
 
-def build_runner(pack: Path | None, window_tokens: int | None) -> MonolithicRunner:
+def build_runner(pack: Path | None, window_tokens: int | None, device: str = "cpu") -> MonolithicRunner:
     """The engine (as the generator service builds it) and the pack's BiCodec in this process."""
     from voxserve.generator import config as generator_config
     from voxserve.generator.app import build_engine, prepare_vllm_environment
@@ -345,7 +345,7 @@ def build_runner(pack: Path | None, window_tokens: int | None) -> MonolithicRunn
     config = generator_config.load(pack=pack)
     prepare_vllm_environment(config)
     generator = build_engine(config)
-    codec = BiCodec.from_pack(resolve_pack(config.pack).root)
+    codec = BiCodec.from_pack(resolve_pack(config.pack).root, device=device)
     return MonolithicRunner(
         generator,
         codec,
@@ -367,7 +367,7 @@ async def serve_baseline(args: argparse.Namespace) -> None:
     configure_logging("baseline", config.log_level)
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
-    runner = build_runner(args.pack, args.window_tokens)
+    runner = build_runner(args.pack, args.window_tokens, args.device)
     servicer = SpeechServicer(VoiceRegistry.builtin(), runner, config)
 
     async def shutdown() -> None:
@@ -391,6 +391,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="re-decode only the last N tokens (the seed's windowed mode, e.g. 128); default: all",
     )
+    parser.add_argument("--device", default="cpu", help="torch device for decoding, e.g. cuda:0")
     parser.add_argument(
         "--torch-threads", type=int, default=0, help="torch intra-op threads; 0 leaves torch's default"
     )

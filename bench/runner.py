@@ -48,6 +48,8 @@ class BenchSettings:
     """Semantic tokens per request (250 = 5 s of audio); None lets the gateway's default cap apply."""
     voice: str = "default"
     baseline_window_tokens: int | None = None
+    device: str = "cpu"
+    """Where both voxserve's vocoder and the baseline decode (e.g. cuda:0)."""
     scaling: bool = True
     warmup_requests: int = 2
     kinds: tuple[str, ...] = ()
@@ -59,7 +61,7 @@ class BenchSettings:
 def running_system(name: str, pack: Pack, settings: BenchSettings, log_dir: Path) -> Iterator[str]:
     """Start a system on free local ports; yield its Speech address; stop it afterwards."""
     if name in ("voxserve", "voxserve-bs1"):
-        env = dict(settings.extra_env)
+        env = {"VOXSERVE_VOCODER_DEVICE": settings.device, **settings.extra_env}
         if name == "voxserve-bs1":
             env["VOXSERVE_VOCODER_BATCHING"] = "false"
         stack = LocalStack(pack.root, Ports.free(), env=env, log_dir=log_dir / name)
@@ -73,6 +75,7 @@ def running_system(name: str, pack: Pack, settings: BenchSettings, log_dir: Path
         raise ValueError(f"system {name!r} is unknown; systems: {', '.join(SYSTEMS)}")
     port = free_port()
     command = [sys.executable, "-m", "bench.baseline", "--pack", str(pack.root), "--port", str(port)]
+    command += ["--device", settings.device]
     if settings.baseline_window_tokens:
         command += ["--window-tokens", str(settings.baseline_window_tokens)]
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -106,6 +106,10 @@ class Scheduler:
                 # Tokens may have arrived while we decoded; look again before sleeping.
                 self._wake.set()
 
+    def _decode_to_host(self, batch: Batch) -> torch.Tensor:
+        # The copy to host memory waits for the device; doing it here keeps that off the event loop.
+        return self.codec.decode(batch.tokens, batch.conditioning).to("cpu", torch.float32)
+
     async def _step(self, batch: Batch) -> None:
         """One forward for all rows of the batch, then hand each stream its samples."""
         # Earlier batches of this round ran while callers may have left: drop their rows now.
@@ -114,7 +118,7 @@ class Scheduler:
             return
         started = time.perf_counter()
         try:
-            audio = await asyncio.to_thread(self.codec.decode, live.tokens, live.conditioning)
+            audio = await asyncio.to_thread(self._decode_to_host, live)
         except Exception as exc:  # a codec failure fails only the streams in this batch
             log.exception("decode failed", batch_size=live.size)
             for w in live.windows:
