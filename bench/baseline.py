@@ -38,7 +38,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Protocol, cast
 
 import grpc
 import numpy as np
@@ -49,7 +49,7 @@ from voxserve.common.request_id import current_request_id
 from voxserve.common.status import InvalidArgument
 from voxserve.gateway.pipeline import SegmentStats, UpstreamError
 from voxserve.generator.engine import Frame, Sampling, Style
-from voxserve.generator.servicer import frame_to_proto, parse_global_ids, parse_sampling, parse_style
+from voxserve.generator.servicer import frame_to_proto, parse_generate_request
 from voxserve.v1 import generator_pb2, vocoder_pb2
 from voxserve.vocoder.codecs.base import CodecInputError, VoiceConditioning
 from voxserve.vocoder.codecs.bicodec import BiCodec
@@ -209,26 +209,6 @@ class MonolithicRunner:
         self.max_text_chars = max_text_chars
         self.max_tokens = max_tokens
 
-    def _parse(self, request: generator_pb2.GenerateRequest) -> dict[str, Any]:
-        """The generator service's validation, so both systems accept and sample alike."""
-        text = request.text.strip()
-        if not text:
-            raise InvalidArgument("text is empty")
-        if len(text) > self.max_text_chars:
-            raise InvalidArgument(f"text has {len(text)} characters; the limit is {self.max_text_chars}")
-        voice = request.WhichOneof("voice")
-        global_ids = (
-            parse_global_ids(list(request.global_tokens.ids), self.codec.global_vocab_size)
-            if voice == "global_tokens"
-            else None
-        )
-        return {
-            "text": text,
-            "global_ids": global_ids,
-            "style": parse_style(request.style) if voice == "style" else None,
-            "sampling": parse_sampling(request.sampling, self.max_tokens),
-        }
-
     def _condition(self, global_ids: list[int]) -> torch.Tensor:
         return self.codec.condition(VoiceConditioning(global_ids=tuple(global_ids)))
 
@@ -256,7 +236,13 @@ class MonolithicRunner:
                 f"start.codec {codec!r} is unknown; this pipeline serves {self.codec.name!r}",
             )
         try:
-            args = self._parse(request)
+            # The generator service's validation, so both systems accept and sample alike.
+            args = parse_generate_request(
+                request,
+                max_text_chars=self.max_text_chars,
+                max_tokens=self.max_tokens,
+                num_global=self.codec.global_vocab_size,
+            )
         except InvalidArgument as exc:
             raise UpstreamError("generator", grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
         deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds

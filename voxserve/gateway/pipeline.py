@@ -8,6 +8,7 @@ either side ends the segment at once instead of leaving the other waiting.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -140,23 +141,4 @@ def remote_runner(
     generator: generator_pb2_grpc.GeneratorStub, vocoder: vocoder_pb2_grpc.VocoderStub
 ) -> SegmentRunner:
     """The gateway's runner: the segment through a generator and a vocoder service."""
-
-    def runner(
-        request: generator_pb2.GenerateRequest,
-        *,
-        codec: str,
-        seed: int,
-        stats: SegmentStats,
-        deadline_seconds: float | None = None,
-    ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
-        return run_segment(
-            generator,
-            vocoder,
-            request,
-            codec=codec,
-            seed=seed,
-            stats=stats,
-            deadline_seconds=deadline_seconds,
-        )
-
-    return runner
+    return functools.partial(run_segment, generator, vocoder)

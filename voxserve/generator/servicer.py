@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 
@@ -81,6 +82,24 @@ def parse_global_ids(ids: list[int], num_global: int) -> list[int]:
     return list(ids)
 
 
+def parse_generate_request(
+    request: generator_pb2.GenerateRequest, *, max_text_chars: int, max_tokens: int, num_global: int
+) -> dict[str, Any]:
+    """The keyword arguments of `SparkGenerator.generate` for a request, every field checked."""
+    text = request.text.strip()
+    _check(bool(text), "text is empty")
+    _check(len(text) <= max_text_chars, f"text has {len(text)} characters; the limit is {max_text_chars}")
+    voice = request.WhichOneof("voice")
+    return {
+        "text": text,
+        "global_ids": parse_global_ids(list(request.global_tokens.ids), num_global)
+        if voice == "global_tokens"
+        else None,
+        "style": parse_style(request.style) if voice == "style" else None,
+        "sampling": parse_sampling(request.sampling, max_tokens),
+    }
+
+
 def frame_to_proto(frame: Frame) -> generator_pb2.TokenFrame:
     msg = generator_pb2.TokenFrame(global_ids=frame.global_ids, semantic_ids=frame.semantic_ids)
     if frame.result is not None:
@@ -106,32 +125,16 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         self.max_text_chars = max_text_chars
         self.max_tokens = max_tokens
 
-    def _parse(self, request: generator_pb2.GenerateRequest) -> dict:
-        text = request.text.strip()
-        _check(bool(text), "text is empty")
-        _check(
-            len(text) <= self.max_text_chars,
-            f"text has {len(text)} characters; the limit is {self.max_text_chars}",
-        )
-        voice = request.WhichOneof("voice")
-        global_ids = (
-            parse_global_ids(list(request.global_tokens.ids), self.generator.table.num_global)
-            if voice == "global_tokens"
-            else None
-        )
-        style = parse_style(request.style) if voice == "style" else None
-        return {
-            "text": text,
-            "global_ids": global_ids,
-            "style": style,
-            "sampling": parse_sampling(request.sampling, self.max_tokens),
-        }
-
     async def Generate(
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[generator_pb2.TokenFrame]:
         try:
-            args = self._parse(request)
+            args = parse_generate_request(
+                request,
+                max_text_chars=self.max_text_chars,
+                max_tokens=self.max_tokens,
+                num_global=self.generator.table.num_global,
+            )
         except InvalidArgument as exc:
             metrics.REQUESTS.labels("invalid").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
