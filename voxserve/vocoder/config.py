@@ -20,7 +20,9 @@ class VocoderConfig:
     device: str = setting("cpu", "Torch device for decoding, e.g. cpu or cuda:0")
     dtype: str = setting("float32", "Decode dtype: float32, float16 or bfloat16")
     first_chunk_tokens: int = setting(10, "Tokens in a stream's first chunk (small: first audio fast)")
-    chunk_tokens: int = setting(25, "Tokens in each later chunk")
+    chunk_tokens: int = setting(
+        25, "Largest chunk; chunks grow to it from the first, never longer than the audio already sent"
+    )
     context_tokens: int = setting(
         0, "Left context and lookahead in tokens; 0 measures the codec's receptive field at start-up"
     )
