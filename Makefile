@@ -27,8 +27,8 @@ protos: setup
 		protos/voxserve/v1/speech.proto protos/voxserve/v1/generator.proto protos/voxserve/v1/vocoder.proto
 
 lint: setup
-	$(BIN)/ruff check voxserve tests
-	$(BIN)/ruff format --check voxserve tests
+	$(BIN)/ruff check voxserve bench tests
+	$(BIN)/ruff format --check voxserve bench tests
 	$(BIN)/mypy voxserve bench
 
 clean:
