@@ -26,10 +26,10 @@ from typing import Any
 import torch
 
 from bench.baseline import baseline_decode_windows
+from voxserve.vocoder.app import chunk_policy
 from voxserve.vocoder.codecs.base import VoiceConditioning
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.config import VocoderConfig
-from voxserve.vocoder.receptive_field import measure_context
 from voxserve.vocoder.stream import ChunkPolicy, DecodeStream
 
 SCALING_TOKENS = (250, 3000)
@@ -45,14 +45,7 @@ Span = tuple[int, int]
 def vocoder_policy(codec: BiCodec, config: VocoderConfig | None = None) -> ChunkPolicy:
     """The vocoder service's chunk policy for this codec: its default chunk sizes and the context
     it would measure at start-up."""
-    config = config or VocoderConfig()
-    context = config.context_tokens or measure_context(codec, config.context_tolerance).context_tokens
-    return ChunkPolicy(
-        first_chunk_tokens=config.first_chunk_tokens,
-        chunk_tokens=config.chunk_tokens,
-        left_context_tokens=context,
-        lookahead_tokens=context,
-    )
+    return chunk_policy(config or VocoderConfig(), codec)
 
 
 def voxserve_decode_windows(n_tokens: int, policy: ChunkPolicy) -> list[Span]:

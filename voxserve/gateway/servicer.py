@@ -33,7 +33,6 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         self.voices = voices
         self.run_segment = run_segment
         self.config = config
-        self.max_text_chars = config.max_text_chars
 
     def default_max_tokens(self, text: str, family: str) -> int:
         """A runaway guard for requests that set no max_tokens, proportional to the text.
@@ -55,8 +54,9 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         text = request.text.strip()
         if not text:
             raise InvalidArgument("text is empty")
-        if len(text) > self.max_text_chars:
-            raise InvalidArgument(f"text has {len(text)} characters; the limit is {self.max_text_chars}")
+        limit = self.config.max_text_chars
+        if len(text) > limit:
+            raise InvalidArgument(f"text has {len(text)} characters; the limit is {limit}")
         voice = self.voices.get(request.voice)
         if voice is None:
             raise InvalidArgument(

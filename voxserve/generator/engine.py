@@ -169,22 +169,26 @@ class SparkGenerator:
     ) -> AsyncIterator[Frame]:
         started = time.monotonic()
         result = GenerationResult()
+        # Only the prompt builder's checks (e.g. special-token markup in text) are the caller's
+        # fault; a ValueError from the engine below is not.
         try:
             if global_ids is not None:
                 prompt = self.prompts.fixed_voice(text, global_ids)
             else:
                 style = style or Style()
                 head = self.prompts.controllable(text, style.gender, style.pitch, style.speed)
-                head_ids = [*self._encode(head), self.table.start_global_id]
-                self._semantic_budget(sampling, len(head_ids) + NUM_GLOBAL_TOKENS + 1)  # fail before any work
-                global_ids = await self._generate_globals(
-                    head_ids, sampling, f"{request_id}-g-{uuid.uuid4().hex[:8]}"
-                )
-                prompt = self.prompts.controllable_with_globals(
-                    text, style.gender, style.pitch, style.speed, global_ids
-                )
-        except ValueError as exc:  # the prompt builder's checks, e.g. special-token markup in text
+        except ValueError as exc:
             raise InvalidArgument(str(exc)) from exc
+        if global_ids is None:
+            assert style is not None
+            head_ids = [*self._encode(head), self.table.start_global_id]
+            self._semantic_budget(sampling, len(head_ids) + NUM_GLOBAL_TOKENS + 1)  # fail before any work
+            global_ids = await self._generate_globals(
+                head_ids, sampling, f"{request_id}-g-{uuid.uuid4().hex[:8]}"
+            )
+            prompt = self.prompts.controllable_with_globals(
+                text, style.gender, style.pitch, style.speed, global_ids
+            )
         prompt_ids = self._encode(prompt)
         budget = self._semantic_budget(sampling, len(prompt_ids))
         result.prompt_tokens = len(prompt_ids)
