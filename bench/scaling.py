@@ -5,7 +5,8 @@ per forward, so only the decode schedule differs:
 
 - voxserve: the windows the vocoder's scheduler decodes for one stream (`DecodeStream.next_window`
   with the service's default chunk policy and measured context), every token decoded once plus
-  a fixed context, so the cost per audio second stays flat;
+  a fixed context, so the cost per audio second stays flat; `voxserve` on a busy device
+  (largest chunks), `voxserve-idle` on an idle one (first-size chunks);
 - baseline: the decode calls of `MonolithicRunner`'s schedule (`baseline_decode_windows`), which
   re-decodes the whole buffer (or its last 128 tokens) every 48 tokens and the whole buffer at
   the end, so the cost per audio second grows with length.
@@ -35,7 +36,7 @@ from voxserve.vocoder.stream import ChunkPolicy, DecodeStream
 SCALING_TOKENS = (250, 3000)
 """5 s and 60 s of BiCodec audio (50 tokens per second)."""
 BASELINE_WINDOW_TOKENS = 128
-STRATEGIES = ("voxserve", "baseline", f"baseline-window{BASELINE_WINDOW_TOKENS}")
+STRATEGIES = ("voxserve", "voxserve-idle", "baseline", f"baseline-window{BASELINE_WINDOW_TOKENS}")
 SEED = 0
 
 Span = tuple[int, int]
@@ -48,28 +49,33 @@ def vocoder_policy(codec: BiCodec, config: VocoderConfig | None = None) -> Chunk
     return chunk_policy(config or VocoderConfig(), codec)
 
 
-def voxserve_decode_windows(n_tokens: int, policy: ChunkPolicy) -> list[Span]:
-    """The windows the vocoder decodes for a stream of `n_tokens` tokens followed by End.
+def voxserve_decode_windows(n_tokens: int, policy: ChunkPolicy, pressure: float = 1.0) -> list[Span]:
+    """The windows the vocoder decodes for a stream of `n_tokens` tokens followed by End, on a
+    device as busy as `pressure` (0 idle, 1 saturated) and with a client far ahead of playback.
 
-    Feeding every token up front gives the same windows as a live stream: a window's extent
-    depends only on what has been decoded, and it is taken once its lookahead is there.
+    Feeding every token up front gives the same windows as a live stream with that lead: a
+    window's extent depends only on what has been decoded and the chunk size, and it is taken
+    once its lookahead is there.
     """
-    stream = DecodeStream(conditioning=torch.zeros(0), samples_per_token=1)
+    stream = DecodeStream(conditioning=torch.zeros(0), samples_per_token=1, sample_rate=1)
     stream.append([0] * n_tokens)
     spans: list[Span] = []
     while not stream.finished:
-        window = stream.next_window(policy)
+        lead = None if stream.decoded_tokens == 0 else float("inf")
+        window = stream.next_window(policy, policy.chunk_size(lead, pressure))
         if window is None:
             stream.end()
             continue
         spans.append((window.start - window.left, window.end + window.right))
-        stream.deliver(window, torch.zeros(0))
+        stream.deliver(window, torch.zeros(0), now=0.0)
     return spans
 
 
 def strategy_windows(strategy: str, n_tokens: int, policy: ChunkPolicy) -> list[Span]:
     if strategy == "voxserve":
-        return voxserve_decode_windows(n_tokens, policy)
+        return voxserve_decode_windows(n_tokens, policy, pressure=1.0)
+    if strategy == "voxserve-idle":
+        return voxserve_decode_windows(n_tokens, policy, pressure=0.0)
     if strategy == "baseline":
         return baseline_decode_windows(n_tokens)
     if strategy == f"baseline-window{BASELINE_WINDOW_TOKENS}":
@@ -167,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     policy = vocoder_policy(codec)
     result = run_scaling(args.pack, args.repeats, policy=policy)
     print(
-        f"chunk policy: first {policy.first_chunk_tokens}, chunk {policy.chunk_tokens}, "
+        f"chunk policy: first {policy.first_chunk_tokens}, largest {policy.max_chunk_tokens}, "
         f"context {policy.left_context_tokens} tokens each side; 1 torch thread, median of {args.repeats}"
     )
     print(format_table(result))

@@ -21,7 +21,7 @@ from voxserve.packs.tiny_bicodec import write_tiny_bicodec
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.stream import ChunkPolicy
 
-POLICY = ChunkPolicy(first_chunk_tokens=10, chunk_tokens=25, left_context_tokens=13, lookahead_tokens=13)
+POLICY = ChunkPolicy(first_chunk_tokens=10, max_chunk_tokens=80, left_context_tokens=13, lookahead_tokens=13)
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,13 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_voxserve_windows_follow_the_chunk_policy() -> None:
-    spans = voxserve_decode_windows(100, POLICY)
-    # Chunks [0, 10), [10, 20), [20, 40), [40, 65) with lookahead (and left context once there is
-    # some), then the rest at End with left context only.
-    assert spans == [(0, 23), (0, 33), (7, 53), (27, 78), (52, 100)]
+    # Busy: the first chunk [0, 10) with lookahead, then [10, 90) would need 13 tokens of
+    # lookahead beyond the 100 there are, so End takes the rest with left context only.
+    assert voxserve_decode_windows(100, POLICY, pressure=1.0) == [(0, 23), (0, 100)]
+    # Idle: first-size chunks with left context and lookahead, until End takes the rest.
+    idle = voxserve_decode_windows(100, POLICY, pressure=0.0)
+    assert idle[:3] == [(0, 23), (0, 33), (7, 43)]
+    assert idle[-2:] == [(57, 93), (67, 100)]
 
 
 def test_voxserve_windows_cover_each_token_a_bounded_number_of_times() -> None:
@@ -51,7 +54,7 @@ def test_voxserve_windows_cover_each_token_a_bounded_number_of_times() -> None:
 def test_voxserve_tokens_decoded_per_audio_token_are_flat() -> None:
     per_token = {n: tokens_decoded(voxserve_decode_windows(n, POLICY)) / n for n in (250, 3000)}
     assert per_token[3000] == pytest.approx(per_token[250], rel=0.05)
-    assert per_token[3000] < 1 + 2 * 13 / 25 + 0.05
+    assert per_token[3000] < 1 + 2 * 13 / 80 + 0.05
 
 
 def test_baseline_tokens_decoded_per_audio_token_grow() -> None:
@@ -62,14 +65,15 @@ def test_baseline_tokens_decoded_per_audio_token_grow() -> None:
 def test_strategies_use_the_runner_schedule() -> None:
     assert strategy_windows("baseline", 500, POLICY) == baseline_decode_windows(500)
     assert strategy_windows("baseline-window128", 500, POLICY) == baseline_decode_windows(500, 128)
-    assert strategy_windows("voxserve", 500, POLICY) == voxserve_decode_windows(500, POLICY)
+    assert strategy_windows("voxserve", 500, POLICY) == voxserve_decode_windows(500, POLICY, 1.0)
+    assert strategy_windows("voxserve-idle", 500, POLICY) == voxserve_decode_windows(500, POLICY, 0.0)
     with pytest.raises(ValueError, match="unknown strategy"):
         strategy_windows("nope", 10, POLICY)
 
 
 def test_vocoder_policy_uses_the_service_defaults_and_measured_context(pack: Path) -> None:
     policy = vocoder_policy(BiCodec.from_pack(pack))
-    assert (policy.first_chunk_tokens, policy.chunk_tokens) == (10, 25)
+    assert (policy.first_chunk_tokens, policy.max_chunk_tokens) == (10, 80)
     assert 0 < policy.left_context_tokens == policy.lookahead_tokens <= 40
 
 

@@ -30,14 +30,42 @@ def _on_cpu() -> bool:
 VLLM_LOGGING_CONFIG = Path(__file__).with_name("vllm_logging.json")
 
 
-def prepare_vllm_environment(config: GeneratorConfig) -> None:
-    """vLLM reads these from the environment, in this process and in the workers it spawns."""
+EXECUTORS = ("auto", "inproc", "mp")
+
+
+def executor_backend(config: GeneratorConfig, on_cpu: bool) -> str:
+    if config.executor not in EXECUTORS:
+        raise ValueError(
+            f"VOXSERVE_GENERATOR_EXECUTOR={config.executor!r}: expected one of {', '.join(EXECUTORS)}"
+        )
+    if config.executor == "auto":
+        return "uni" if on_cpu else "mp"
+    return "uni" if config.executor == "inproc" else "mp"
+
+
+def prepare_vllm_environment(config: GeneratorConfig) -> str:
+    """vLLM reads these from the environment, in this process and in the workers it spawns.
+
+    Returns the executor backend. With one worker process the engine core and the worker poll
+    each other's shared-memory queues in a busy loop for a second after every message, which on
+    a CPU host burns about a core; running the model inside the engine-core process
+    ("uni") removes that queue. vLLM allows it on CPU only with V1 multiprocessing off, which
+    for `AsyncLLM` still keeps the engine core in its own process.
+    """
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(config.kv_cache_gib))
     os.environ.setdefault("VLLM_LOGGING_CONFIG_PATH", str(VLLM_LOGGING_CONFIG))
+    on_cpu = _on_cpu()
+    backend = executor_backend(config, on_cpu)
+    if on_cpu and config.cpu_threads > 0:
+        os.environ["OMP_NUM_THREADS"] = str(config.cpu_threads)
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+    if backend == "uni":
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    return backend
 
 
 def build_engine(config: GeneratorConfig) -> SparkGenerator:
-    prepare_vllm_environment(config)
+    backend = prepare_vllm_environment(config)
     from transformers import AutoTokenizer
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
@@ -53,6 +81,7 @@ def build_engine(config: GeneratorConfig) -> SparkGenerator:
         max_num_seqs=config.max_num_seqs,
         gpu_memory_utilization=config.gpu_memory_utilization,
         enforce_eager=config.enforce_eager,
+        distributed_executor_backend=backend,
         disable_log_stats=False,
         seed=0,
     )

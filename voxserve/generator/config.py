@@ -24,6 +24,18 @@ class GeneratorConfig:
     dtype: str = setting("auto", "vLLM dtype: auto, float32, bfloat16 or float16")
     kv_cache_gib: int = setting(1, "KV cache size in GiB on CPU (VLLM_CPU_KVCACHE_SPACE)")
     gpu_memory_utilization: float = setting(0.5, "Fraction of GPU memory vLLM may use (CUDA only)")
+    executor: str = setting(
+        "auto",
+        "Where the model runs: inproc (inside vLLM's engine-core process; on CPU this saves the "
+        "worker process's busy polling), mp (a worker process per device) or auto (inproc on CPU, "
+        "mp on GPU)",
+    )
+    cpu_threads: int = setting(
+        1,
+        "Threads the model uses on a CPU host (OMP_NUM_THREADS of vLLM's engine process); 0 keeps "
+        "vLLM's default of one bound thread per core. One leaves cores to the vocoder and gateway "
+        "when the stack shares a small machine",
+    )
     enforce_eager: bool = setting(False, "Disable CUDA graphs / compilation (faster start, slower steps)")
     grace_seconds: float = setting(10.0, "Seconds in-flight requests get to finish on SIGTERM")
     log_level: str = setting("INFO", "Log level")

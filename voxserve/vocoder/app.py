@@ -14,7 +14,7 @@ from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.config import VocoderConfig
 from voxserve.vocoder.receptive_field import measure_context
-from voxserve.vocoder.scheduler import Scheduler
+from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
 from voxserve.vocoder.servicer import VocoderServicer
 from voxserve.vocoder.stream import ChunkPolicy
 
@@ -43,9 +43,18 @@ def chunk_policy(config: VocoderConfig, codec: BiCodec) -> ChunkPolicy:
         )
     return ChunkPolicy(
         first_chunk_tokens=config.first_chunk_tokens,
-        chunk_tokens=config.chunk_tokens,
+        max_chunk_tokens=config.max_chunk_tokens,
         left_context_tokens=context,
         lookahead_tokens=context,
+    )
+
+
+def scheduler_limits(config: VocoderConfig) -> SchedulerLimits:
+    return SchedulerLimits(
+        max_streams=config.max_streams,
+        max_batch_size=config.max_batch_size,
+        max_batch_tokens=config.max_batch_tokens,
+        first_audio_priority_seconds=config.first_audio_priority_seconds,
     )
 
 
@@ -55,7 +64,7 @@ async def run(config: VocoderConfig) -> None:
         torch.set_num_threads(config.torch_threads)
     codec = await asyncio.to_thread(build_codec, config)
     scheduler = Scheduler(
-        codec, chunk_policy(config, codec), max_batch_size=config.max_batch_size, batching=config.batching
+        codec, chunk_policy(config, codec), scheduler_limits(config), batching=config.batching
     )
     scheduler.start()
     servicer = VocoderServicer(codec, scheduler, max_stream_tokens=config.max_stream_tokens)

@@ -19,6 +19,7 @@ class Batch:
     windows: list[Window]
     tokens: torch.Tensor  # int64 [B, T]
     conditioning: torch.Tensor  # [B, ...]
+    audio: torch.Tensor | None = None  # float32 [B, length x samples per token], once decoded
 
     @classmethod
     def from_requests(cls, windows: Sequence[Window], streams: dict[int, DecodeStream]) -> Batch:
@@ -41,23 +42,32 @@ class Batch:
         if len(keep) == self.size:
             return self
         index = torch.tensor(keep)
-        return Batch([self.windows[i] for i in keep], self.tokens[index], self.conditioning[index])
+        return Batch(
+            [self.windows[i] for i in keep],
+            self.tokens[index],
+            self.conditioning[index],
+            None if self.audio is None else self.audio[index],
+        )
 
     @classmethod
     def concatenate(cls, batches: Sequence[Batch]) -> Batch:
         windows = [w for b in batches for w in b.windows]
         if len({w.length for w in windows}) != 1:
             raise ValueError("only batches of equal window length can be concatenated")
+        if any(b.audio is not None for b in batches):
+            raise ValueError("only batches not yet decoded can be concatenated")
         return cls(
             windows,
             torch.cat([b.tokens for b in batches]),
             torch.cat([b.conditioning for b in batches]),
         )
 
-    def split(self, audio: torch.Tensor, samples_per_token: int) -> list[torch.Tensor]:
-        """Each row's samples for its own tokens, context cropped away."""
+    def outputs(self, samples_per_token: int) -> list[tuple[Window, torch.Tensor]]:
+        """Each row's window and the samples of its own tokens, context cropped away."""
+        if self.audio is None:
+            raise ValueError("the batch has not been decoded")
         rows = []
         for i, w in enumerate(self.windows):
             first = w.left * samples_per_token
-            rows.append(audio[i, first : first + (w.end - w.start) * samples_per_token].clone())
+            rows.append((w, self.audio[i, first : first + (w.end - w.start) * samples_per_token].clone()))
         return rows

@@ -19,20 +19,37 @@ class VocoderConfig:
     metrics_port: int = setting(9103, "Prometheus metrics port; 0 disables")
     device: str = setting("cpu", "Torch device for decoding, e.g. cpu or cuda:0")
     dtype: str = setting("float32", "Decode dtype: float32, float16 or bfloat16")
-    first_chunk_tokens: int = setting(10, "Tokens in a stream's first chunk (small: first audio fast)")
-    chunk_tokens: int = setting(
-        25, "Largest chunk; chunks grow to it from the first, never longer than the audio already sent"
+    first_chunk_tokens: int = setting(
+        10, "Tokens in a stream's first chunk, and in every chunk while the device is idle"
+    )
+    max_chunk_tokens: int = setting(
+        80,
+        "Largest chunk: chunks grow toward it (first x 2^k) as the device gets busy, never beyond "
+        "the audio the client still holds",
     )
     context_tokens: int = setting(
         0, "Left context and lookahead in tokens; 0 measures the codec's receptive field at start-up"
     )
     context_tolerance: float = setting(
-        1e-4, "Largest sample difference between streamed and offline decode when measuring context"
+        5e-5,
+        "Largest sample difference between streamed and offline decode when measuring context; "
+        "twice it bounds the difference between any two chunkings of a stream (batched or alone)",
     )
     max_stream_tokens: int = setting(
         90000, "Most tokens one Decode stream may carry (90000 BiCodec tokens = 30 minutes)"
     )
+    max_streams: int = setting(
+        128, "Most Decode streams at once; a stream beyond it is refused with RESOURCE_EXHAUSTED"
+    )
     max_batch_size: int = setting(32, "Most windows decoded in one forward")
+    max_batch_tokens: int = setting(
+        8192, "Most tokens (rows x window length, context included) in one forward"
+    )
+    first_audio_priority_seconds: float = setting(
+        2.0,
+        "A stream with no audio out yet is scheduled as if due this long before it arrived: ahead "
+        "of streams with audio, unless their clients have starved for longer",
+    )
     batching: bool = setting(True, "Batch decode work across streams (false: batch size 1)")
     torch_threads: int = setting(0, "Intra-op threads for torch on CPU; 0 leaves torch's default")
     grace_seconds: float = setting(10.0, "Seconds in-flight streams get to finish on SIGTERM")

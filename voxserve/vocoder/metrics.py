@@ -3,9 +3,34 @@
 from prometheus_client import Counter, Gauge, Histogram
 
 ACTIVE_STREAMS = Gauge("voxserve_vocoder_active_streams", "Decode streams currently registered")
-STREAMS = Counter("voxserve_vocoder_streams_total", "Decode streams by outcome", ["outcome"])
+STREAMS = Counter(
+    "voxserve_vocoder_streams_total",
+    "Decode streams by outcome: completed, cancelled (the caller went away), invalid, refused "
+    "(stream limit), error",
+    ["outcome"],
+)
 BATCH_SIZE = Histogram(
     "voxserve_vocoder_batch_size", "Rows per decode forward", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
 )
-FORWARD_SECONDS = Histogram("voxserve_vocoder_forward_seconds", "Seconds per decode forward")
+BATCH_TOKENS = Histogram(
+    "voxserve_vocoder_batch_tokens",
+    "Tokens per decode forward (rows x window length, context included)",
+    buckets=(32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384),
+)
+QUEUE_WAIT_SECONDS = Histogram(
+    "voxserve_vocoder_queue_wait_seconds",
+    "From a stream's window becoming ready to its forward starting",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+FORWARD_SECONDS = Histogram(
+    "voxserve_vocoder_forward_seconds",
+    "Seconds per decode forward",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 AUDIO_SECONDS = Counter("voxserve_vocoder_audio_seconds_total", "Seconds of audio decoded")
+LEAD_SECONDS = Histogram(
+    "voxserve_vocoder_lead_seconds",
+    "Per chunk after the first: audio its client still held when the chunk was decoded "
+    "(negative: the client had been starved that long)",
+    buckets=(-1.0, -0.5, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
+)

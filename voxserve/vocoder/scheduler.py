@@ -1,17 +1,24 @@
 """The one owner of all decode work on a device.
 
-Streams register and append tokens; a single background task loops: it gathers the ready
-window of every stream, groups equal-length windows into batches (streams with no audio out yet
-first, then the oldest), runs one forward per batch in a worker thread (torch releases the GIL,
-so the event loop keeps serving frames meanwhile) and hands each stream its samples. A stream
-that goes away while its window is in flight is filtered out of the results.
+Streams register and append tokens; a single background task loops over steps. Each step looks
+at every stream's ready window, takes the most urgent one, fills a batch with the other ready
+windows of the same length (most urgent first, up to the batch limits), runs one forward for
+the whole batch in a worker thread (torch releases the GIL, so the event loop keeps taking
+frames meanwhile) and hands each stream its samples. A stream that goes away while its window
+is in flight is filtered out of the results.
+
+Urgency: a stream that has sent no audio yet counts as due `first_audio_priority_seconds`
+before it arrived; any other stream is due at its playback deadline (when its client, playing
+in real time from the first sample, runs out). Earliest due goes first. New streams thus go
+ahead of everyone still holding audio, yet a stream whose client starved for longer than that
+margin goes ahead of new ones: no stream waits forever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from dataclasses import dataclass
 
 import torch
 
@@ -19,16 +26,60 @@ from voxserve.common.logging import get_logger
 from voxserve.vocoder import metrics
 from voxserve.vocoder.batch import Batch
 from voxserve.vocoder.codecs.base import Codec
+from voxserve.vocoder.load_meter import LoadMeter
 from voxserve.vocoder.stream import ChunkPolicy, DecodeStream, Window
 
 log = get_logger(__name__)
 
+# Device load (busy fraction of the last second) at which chunks start to grow, and at which
+# they reach the largest size.
+LOAD_LOW, LOAD_HIGH = 0.25, 0.75
+
+
+class StreamLimitReached(Exception):
+    """The vocoder already holds its maximum number of streams."""
+
+
+@dataclass(frozen=True)
+class SchedulerLimits:
+    max_streams: int = 128
+    max_batch_size: int = 32
+    max_batch_tokens: int = 8192
+    first_audio_priority_seconds: float = 2.0
+
+
+def pressure(load: float) -> float:
+    """Device load mapped to how far chunks grow from the first size (0) to the largest (1)."""
+    return min(1.0, max(0.0, (load - LOAD_LOW) / (LOAD_HIGH - LOAD_LOW)))
+
+
+@dataclass(frozen=True)
+class ReadyWork:
+    due: float
+    stream: DecodeStream
+    window: Window
+
 
 class Scheduler:
-    def __init__(self, codec: Codec, policy: ChunkPolicy, *, max_batch_size: int, batching: bool = True):
+    def __init__(
+        self,
+        codec: Codec,
+        policy: ChunkPolicy,
+        limits: SchedulerLimits | None = None,
+        *,
+        batching: bool = True,
+    ):
+        limits = limits or SchedulerLimits()
+        if limits.max_batch_tokens < policy.longest_window:
+            raise ValueError(
+                f"max_batch_tokens ({limits.max_batch_tokens}) must hold the longest window: "
+                f"{policy.longest_window} tokens (context + max chunk + lookahead)"
+            )
         self.codec = codec
         self.policy = policy
-        self.max_batch_size = max_batch_size if batching else 1
+        self.limits = limits
+        self.max_batch_size = limits.max_batch_size if batching else 1
+        self.load_meter = LoadMeter()
         self._streams: dict[int, DecodeStream] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -51,7 +102,16 @@ class Scheduler:
             self._task = None
 
     def register(self, conditioning: torch.Tensor) -> DecodeStream:
-        stream = DecodeStream(conditioning=conditioning, samples_per_token=self.codec.samples_per_token)
+        if len(self._streams) >= self.limits.max_streams:
+            raise StreamLimitReached(
+                f"this vocoder holds its maximum of {self.limits.max_streams} streams "
+                "(VOXSERVE_VOCODER_MAX_STREAMS)"
+            )
+        stream = DecodeStream(
+            conditioning=conditioning,
+            samples_per_token=self.codec.samples_per_token,
+            sample_rate=self.codec.sample_rate,
+        )
         self._streams[stream.id] = stream
         metrics.ACTIVE_STREAMS.set(len(self._streams))
         return stream
@@ -64,33 +124,48 @@ class Scheduler:
         """Something changed (tokens arrived, a stream ended): look for ready work."""
         self._wake.set()
 
-    def _ready_batches(self) -> list[Batch]:
-        ready: list[tuple[DecodeStream, Window]] = []
+    def _due(self, stream: DecodeStream) -> float:
+        deadline = stream.deadline()
+        if deadline is None:
+            return stream.created - self.limits.first_audio_priority_seconds
+        return deadline
+
+    def ready_work(self, now: float) -> list[ReadyWork]:
+        """Every stream's ready window, most urgent first."""
+        chunk_pressure = pressure(self.load_meter.load(now))
+        ready = []
         for stream in self._streams.values():
-            window = stream.next_window(self.policy)
-            if window is not None:
-                ready.append((stream, window))
-        # First audio matters most: streams that have sent nothing go first, then the oldest.
-        ready.sort(key=lambda sw: (sw[0].first_audio_at is not None, sw[0].created))
-        groups: dict[int, list[Window]] = defaultdict(list)
-        for _, window in ready:
-            groups[window.length].append(window)
-        batches = []
-        for windows in groups.values():
-            for i in range(0, len(windows), self.max_batch_size):
-                part = windows[i : i + self.max_batch_size]
-                for w in part:
-                    self._streams[w.stream_id].in_flight = True
-                batches.append(Batch.from_requests(part, self._streams))
-        return batches
+            lead = stream.lead_seconds(now)
+            lead_tokens = None if lead is None else lead / stream.token_seconds
+            window = stream.next_window(self.policy, self.policy.chunk_size(lead_tokens, chunk_pressure))
+            if window is None:
+                continue
+            if stream.ready_since is None:
+                stream.ready_since = now
+            ready.append(ReadyWork(self._due(stream), stream, window))
+        ready.sort(key=lambda work: (work.due, work.stream.id))
+        return ready
+
+    def next_batch(self, now: float) -> Batch | None:
+        """The batch of this step: the most urgent window and the ready windows of its length."""
+        ready = self.ready_work(now)
+        if not ready:
+            return None
+        length = ready[0].window.length
+        most_rows = min(self.max_batch_size, max(1, self.limits.max_batch_tokens // max(1, length)))
+        taken = [work for work in ready if work.window.length == length][:most_rows]
+        for work in taken:
+            work.stream.in_flight = True
+            if work.stream.ready_since is not None:
+                metrics.QUEUE_WAIT_SECONDS.observe(now - work.stream.ready_since)
+        return Batch.from_requests([work.window for work in taken], self._streams)
 
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             try:
-                batches = self._ready_batches()
-                for batch in batches:
+                while (batch := self.next_batch(time.monotonic())) is not None:
                     await self._step(batch)
             except Exception as exc:
                 # A bug here must not stall every stream on the device: fail the streams that had
@@ -101,10 +176,6 @@ class Scheduler:
                         stream.in_flight = False
                         stream.finished = True
                         stream.fail(exc)
-                continue
-            if batches:
-                # Tokens may have arrived while we decoded; look again before sleeping.
-                self._wake.set()
 
     def _decode_to_host(self, batch: Batch) -> torch.Tensor:
         # The copy to host memory waits for the device; doing it here keeps that off the event loop.
@@ -112,27 +183,31 @@ class Scheduler:
 
     async def _step(self, batch: Batch) -> None:
         """One forward for all rows of the batch, then hand each stream its samples."""
-        # Earlier batches of this round ran while callers may have left: drop their rows now.
+        started = time.monotonic()
+        try:
+            batch.audio = await asyncio.to_thread(self._decode_to_host, batch)
+        except Exception as exc:  # a codec failure fails only the streams in this batch
+            log.exception("decode failed", batch_size=batch.size)
+            for w in batch.windows:
+                stream = self._streams.get(w.stream_id)
+                if stream is not None:
+                    stream.in_flight = False
+                    stream.finished = True
+                    stream.fail(exc)
+            return
+        now = time.monotonic()
+        self.load_meter.record(started, now)
+        metrics.BATCH_SIZE.observe(batch.size)
+        metrics.BATCH_TOKENS.observe(batch.size * batch.windows[0].length)
+        metrics.FORWARD_SECONDS.observe(now - started)
+        # Streams cancelled during the forward are simply filtered out of the results.
         live = batch.filter(set(self._streams))
         if live is None:
             return
-        started = time.perf_counter()
-        try:
-            audio = await asyncio.to_thread(self._decode_to_host, live)
-        except Exception as exc:  # a codec failure fails only the streams in this batch
-            log.exception("decode failed", batch_size=live.size)
-            for w in live.windows:
-                stream = self._streams.get(w.stream_id)
-                if stream is not None:
-                    stream.fail(exc)
-            return
-        metrics.BATCH_SIZE.observe(live.size)
-        metrics.FORWARD_SECONDS.observe(time.perf_counter() - started)
-        for window, samples in zip(
-            live.windows, live.split(audio, self.codec.samples_per_token), strict=True
-        ):
-            stream = self._streams.get(window.stream_id)
-            if stream is None:  # cancelled during the forward
-                continue
-            stream.deliver(window, samples)
+        for window, samples in live.outputs(self.codec.samples_per_token):
+            stream = self._streams[window.stream_id]
+            lead = stream.lead_seconds(now)
+            if lead is not None:
+                metrics.LEAD_SECONDS.observe(lead)
+            stream.deliver(window, samples, now)
             metrics.AUDIO_SECONDS.inc(samples.numel() / self.codec.sample_rate)

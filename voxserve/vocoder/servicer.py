@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import grpc
@@ -13,10 +14,17 @@ from voxserve.common.status import InvalidArgument
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder import metrics
 from voxserve.vocoder.codecs.base import Codec, CodecInputError, VoiceConditioning
-from voxserve.vocoder.scheduler import Scheduler
+from voxserve.vocoder.scheduler import Scheduler, StreamLimitReached
 from voxserve.vocoder.stream import DecodeStream
 
 log = get_logger(__name__)
+
+# How long a refused caller should wait before trying again (gRPC's standard pushback key, which
+# a client's retry policy honours).
+RETRY_PUSHBACK = (("grpc-retry-pushback-ms", "500"),)
+# After the last chunk, how long to wait for the caller to close its side, so that a message it
+# sent after End is refused even when it arrives after the last chunk went out.
+CLOSE_WAIT_SECONDS = 0.5
 
 
 def validate_token_ids(ids: list[int], vocab_size: int) -> None:
@@ -80,6 +88,9 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
         except InvalidArgument as exc:
             metrics.STREAMS.labels("invalid").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except StreamLimitReached as exc:
+            metrics.STREAMS.labels("refused").inc()
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), RETRY_PUSHBACK)
         feeder = asyncio.create_task(self._feed(stream, request_iterator))
         outcome = "cancelled"
         try:
@@ -100,6 +111,12 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
                 )
                 if item.final:
                     outcome = "completed"
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(feeder), CLOSE_WAIT_SECONDS)
+                    late = stream.outbox.get_nowait() if not stream.outbox.empty() else None
+                    if isinstance(late, InvalidArgument):
+                        outcome = "invalid"
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(late))
                     break
         finally:
             feeder.cancel()

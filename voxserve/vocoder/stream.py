@@ -22,20 +22,49 @@ class ChunkPolicy:
     """How many tokens a stream's chunks cover and how much context each window carries."""
 
     first_chunk_tokens: int
-    chunk_tokens: int
+    max_chunk_tokens: int
     left_context_tokens: int
     lookahead_tokens: int
 
-    def chunk_size(self, decoded_tokens: int) -> int:
-        """Tokens in the chunk after `decoded_tokens`: first, first, 2 x first, ... up to chunk_tokens.
+    def __post_init__(self) -> None:
+        if not 0 < self.first_chunk_tokens <= self.max_chunk_tokens:
+            raise ValueError(
+                f"chunk sizes need 0 < first_chunk_tokens ({self.first_chunk_tokens}) "
+                f"<= max_chunk_tokens ({self.max_chunk_tokens})"
+            )
 
-        A chunk is never longer than the audio already sent, so while the generator is faster
-        than real time the next chunk is ready before the client's buffer runs dry; a fixed
-        larger second chunk would leave a gap right after the small first one.
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """The chunk sizes in use: first, 2 x first, 4 x first, ... up to the largest.
+
+        Few distinct sizes mean few distinct window lengths, so streams at different points
+        still meet in one equal-length batch.
         """
-        if decoded_tokens == 0:
+        sizes, size = [], self.first_chunk_tokens
+        while size < self.max_chunk_tokens:
+            sizes.append(size)
+            size *= 2
+        return (*sizes, self.max_chunk_tokens)
+
+    @property
+    def longest_window(self) -> int:
+        return self.left_context_tokens + self.max_chunk_tokens + self.lookahead_tokens
+
+    def chunk_size(self, lead_tokens: float | None, pressure: float) -> int:
+        """Tokens in a stream's next chunk.
+
+        `lead_tokens` is the audio its client holds but has not played yet (None before the
+        first chunk); `pressure` in [0, 1] is how busy the device is. An idle device decodes
+        first-size chunks (each token reaches the client soonest); a busy one decodes larger
+        chunks, whose fixed context costs less per token. A chunk never exceeds the client's
+        lead: while the generator is faster than real time the stream then has its next chunk
+        before the client runs dry, and a stream that fell behind gets small, quick chunks.
+        """
+        if lead_tokens is None:
             return self.first_chunk_tokens
-        return min(self.chunk_tokens, max(self.first_chunk_tokens, decoded_tokens))
+        wanted = self.first_chunk_tokens + pressure * (self.max_chunk_tokens - self.first_chunk_tokens)
+        wanted = min(wanted, lead_tokens)
+        return max(s for s in self.sizes if s <= max(wanted, self.first_chunk_tokens))
 
 
 @dataclass(frozen=True)
@@ -65,6 +94,7 @@ class Chunk:
 class DecodeStream:
     conditioning: torch.Tensor
     samples_per_token: int
+    sample_rate: int
     id: int = field(default_factory=lambda: next(_ids))
     tokens: list[int] = field(default_factory=list)
     ended: bool = False
@@ -73,7 +103,13 @@ class DecodeStream:
     finished: bool = False
     created: float = field(default_factory=time.monotonic)
     first_audio_at: float | None = None
+    ready_since: float | None = None
+    """When the scheduler first saw the stream's current window ready (for the queue-wait metric)."""
     outbox: asyncio.Queue[Chunk | BaseException] = field(default_factory=asyncio.Queue)
+
+    @property
+    def token_seconds(self) -> float:
+        return self.samples_per_token / self.sample_rate
 
     def append(self, token_ids: list[int]) -> None:
         self.tokens.extend(token_ids)
@@ -84,34 +120,48 @@ class DecodeStream:
     def fail(self, error: BaseException) -> None:
         self.outbox.put_nowait(error)
 
-    def next_window(self, policy: ChunkPolicy) -> Window | None:
+    def deadline(self) -> float | None:
+        """When a client playing in real time from its first sample runs out of audio."""
+        if self.first_audio_at is None:
+            return None
+        return self.first_audio_at + self.decoded_tokens * self.token_seconds
+
+    def lead_seconds(self, now: float) -> float | None:
+        """Audio the client holds but has not played yet; negative while it is starved."""
+        deadline = self.deadline()
+        return None if deadline is None else deadline - now
+
+    def next_window(self, policy: ChunkPolicy, chunk_tokens: int) -> Window | None:
         """The next window of work, or None while the stream waits for tokens.
 
         While the stream is open a chunk is ready only when its lookahead has arrived too, so
         its samples never change afterwards; End releases the rest without lookahead, which is
-        exact because a full decode also sees nothing beyond the last token.
+        exact because a full decode also sees nothing beyond the last token. A remainder longer
+        than the largest chunk goes in largest-chunk windows first, so no window outgrows the
+        batch limits however many tokens arrive at once.
         """
         if self.finished or self.in_flight:
             return None
         start, available = self.decoded_tokens, len(self.tokens)
+        left = min(policy.left_context_tokens, start)
+        if self.ended and available - start <= policy.max_chunk_tokens + policy.lookahead_tokens:
+            return Window(self.id, start, available, left, 0, final=True)
         if self.ended:
-            return Window(self.id, start, available, min(policy.left_context_tokens, start), 0, final=True)
-        want = policy.chunk_size(start)
-        end = start + want
+            chunk_tokens = policy.max_chunk_tokens
+        end = start + chunk_tokens
         if available < end + policy.lookahead_tokens:
             return None
-        return Window(
-            self.id, start, end, min(policy.left_context_tokens, start), policy.lookahead_tokens, final=False
-        )
+        return Window(self.id, start, end, left, policy.lookahead_tokens, final=False)
 
     def window_tokens(self, window: Window) -> list[int]:
         return self.tokens[window.start - window.left : window.end + window.right]
 
-    def deliver(self, window: Window, samples: torch.Tensor) -> None:
+    def deliver(self, window: Window, samples: torch.Tensor, now: float) -> None:
         self.decoded_tokens = window.end
         self.in_flight = False
+        self.ready_since = None
         if window.final:
             self.finished = True
         if self.first_audio_at is None and samples.numel():
-            self.first_audio_at = time.monotonic()
+            self.first_audio_at = now
         self.outbox.put_nowait(Chunk(samples, window.start * self.samples_per_token, window.final))

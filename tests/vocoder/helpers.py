@@ -1,0 +1,98 @@
+"""Shared by the vocoder tests: voices, token streams, a recording codec, a stream driver."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import torch
+
+from voxserve.vocoder.codecs.base import VoiceConditioning
+from voxserve.vocoder.codecs.bicodec import BiCodec
+from voxserve.vocoder.scheduler import Scheduler
+from voxserve.vocoder.stream import Chunk
+
+
+class RecordingCodec:
+    """Wraps a codec and records each forward's batch shape; can be told to fail."""
+
+    def __init__(self, codec: BiCodec, fail: bool = False):
+        self.inner = codec
+        self.shapes: list[tuple[int, int]] = []
+        self.fail = fail
+        for name in (
+            "name",
+            "sample_rate",
+            "samples_per_token",
+            "token_vocab_size",
+            "receptive_field_tokens",
+        ):
+            setattr(self, name, getattr(codec, name))
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return [rows for rows, _ in self.shapes]
+
+    def condition(self, voice: VoiceConditioning) -> torch.Tensor:
+        return self.inner.condition(voice)
+
+    def decode(self, tokens: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
+        self.shapes.append((tokens.shape[0], tokens.shape[1]))
+        if self.fail:
+            raise RuntimeError("device lost")
+        return self.inner.decode(tokens, conditioning)
+
+
+def voice(seed: int) -> VoiceConditioning:
+    rng = random.Random(seed)
+    return VoiceConditioning(global_ids=tuple(rng.randrange(4096) for _ in range(32)))
+
+
+def tokens_for(seed: int, n: int) -> list[int]:
+    rng = random.Random(1000 + seed)
+    return [rng.randrange(8192) for _ in range(n)]
+
+
+def offline(codec: BiCodec, v: VoiceConditioning, tokens: list[int]) -> torch.Tensor:
+    if not tokens:
+        return torch.zeros(0)
+    return codec.decode(torch.tensor([tokens]), codec.condition(v)[None])[0]
+
+
+async def stream_through(
+    scheduler: Scheduler,
+    v: VoiceConditioning,
+    tokens: list[int],
+    frame: int,
+    rng: random.Random,
+    *,
+    start_delay: float = 0.0,
+    pause: float = 0.004,
+) -> list[Chunk]:
+    """Feed tokens in frames with random pauses (as a generator would), then End; collect chunks."""
+    await asyncio.sleep(start_delay)
+    stream = scheduler.register(scheduler.codec.condition(v))
+    chunks: list[Chunk] = []
+
+    async def collect() -> None:
+        while True:
+            item = await stream.outbox.get()
+            assert isinstance(item, Chunk), item
+            chunks.append(item)
+            if item.final:
+                return
+
+    collector = asyncio.create_task(collect())
+    for i in range(0, len(tokens), frame):
+        stream.append(tokens[i : i + frame])
+        scheduler.notify()
+        await asyncio.sleep(rng.random() * pause)
+    stream.end()
+    scheduler.notify()
+    await asyncio.wait_for(collector, 120)
+    scheduler.remove(stream)
+    return chunks
+
+
+def joined(chunks: list[Chunk]) -> torch.Tensor:
+    return torch.cat([c.samples for c in chunks]) if chunks else torch.zeros(0)

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from voxserve.vocoder.batch import Batch
+from voxserve.vocoder.stream import DecodeStream, Window
+
+
+def _stream(n: int) -> DecodeStream:
+    stream = DecodeStream(conditioning=torch.full((4,), float(n)), samples_per_token=320, sample_rate=16000)
+    stream.append(list(range(n, n + 40)))
+    return stream
+
+
+def test_from_requests_filter_and_concatenate() -> None:
+    streams = {s.id: s for s in (_stream(1), _stream(2), _stream(3))}
+    ids = list(streams)
+    windows = [Window(i, 10, 20, 5, 5, final=False) for i in ids]
+    batch = Batch.from_requests(windows, streams)
+    assert batch.tokens.shape == (3, 20)
+    assert batch.tokens[1].tolist() == streams[ids[1]].tokens[5:25]
+    kept = batch.filter({ids[0], ids[2]})
+    assert kept is not None and [w.stream_id for w in kept.windows] == [ids[0], ids[2]]
+    assert torch.equal(kept.conditioning[:, 0], torch.tensor([1.0, 3.0]))
+    assert batch.filter(set()) is None
+    assert batch.filter(set(ids)) is batch
+    both = Batch.concatenate([kept, Batch.from_requests(windows[1:2], streams)])
+    assert [w.stream_id for w in both.windows] == [ids[0], ids[2], ids[1]]
+    with pytest.raises(ValueError, match="equal length"):
+        Batch.from_requests([windows[0], Window(ids[1], 10, 20, 5, 0, final=True)], streams)
+
+
+def test_outputs_crop_context_from_each_row_and_follow_filtering() -> None:
+    streams = {s.id: s for s in (_stream(1), _stream(2))}
+    a, b = list(streams)
+    batch = Batch.from_requests([Window(a, 0, 3, 0, 2, False), Window(b, 6, 8, 2, 1, False)], streams)
+    with pytest.raises(ValueError, match="not been decoded"):
+        batch.outputs(320)
+    batch.audio = torch.arange(2 * 5 * 320, dtype=torch.float32).reshape(2, 5 * 320)
+    (w1, first), (w2, second) = batch.outputs(320)
+    assert (w1.stream_id, w2.stream_id) == (a, b)
+    assert torch.equal(first, batch.audio[0, : 3 * 320])
+    assert torch.equal(second, batch.audio[1, 2 * 320 : 4 * 320])
+    # A stream cancelled during the forward is filtered out; the others keep their own rows.
+    live = batch.filter({b})
+    assert live is not None
+    [(window, samples)] = live.outputs(320)
+    assert window.stream_id == b and torch.equal(samples, second)
+    with pytest.raises(ValueError, match="not yet decoded"):
+        Batch.concatenate([batch, batch])

@@ -1,0 +1,185 @@
+"""The Decode RPC over a real gRPC server: bad input fails only its own stream, the stream
+limit refuses at once, and cancelled calls leave no stream behind."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+
+import grpc
+import numpy as np
+import pytest
+
+from tests.vocoder.helpers import offline, tokens_for, voice
+from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
+from voxserve.vocoder.codecs.bicodec import BiCodec
+from voxserve.vocoder.receptive_field import measure_context
+from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
+from voxserve.vocoder.servicer import VocoderServicer
+from voxserve.vocoder.stream import ChunkPolicy
+
+MAX_STREAMS = 24
+
+
+def start(global_ids: Iterable[int]) -> vocoder_pb2.DecodeRequest:
+    return vocoder_pb2.DecodeRequest(
+        start=vocoder_pb2.DecodeStart(codec="bicodec", global_ids=list(global_ids))
+    )
+
+
+def frame(ids: list[int]) -> vocoder_pb2.DecodeRequest:
+    return vocoder_pb2.DecodeRequest(frame=vocoder_pb2.DecodeFrame(token_ids=ids))
+
+
+END = vocoder_pb2.DecodeRequest(end=vocoder_pb2.DecodeEnd())
+GLOBALS = voice(1).global_ids
+
+
+@dataclass
+class Vocoder:
+    stub: vocoder_pb2_grpc.VocoderStub
+    scheduler: Scheduler
+    address: str
+
+
+@pytest.fixture
+async def vocoder(tiny_bicodec: BiCodec) -> AsyncIterator[Vocoder]:
+    context = measure_context(tiny_bicodec, 5e-5).context_tokens
+    policy = ChunkPolicy(10, 80, context, context)
+    scheduler = Scheduler(tiny_bicodec, policy, SchedulerLimits(max_streams=MAX_STREAMS))
+    scheduler.start()
+    server = grpc.aio.server()
+    vocoder_pb2_grpc.add_VocoderServicer_to_server(
+        VocoderServicer(tiny_bicodec, scheduler, max_stream_tokens=5000), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    address = f"127.0.0.1:{port}"
+    async with grpc.aio.insecure_channel(address) as channel:
+        yield Vocoder(vocoder_pb2_grpc.VocoderStub(channel), scheduler, address)
+    await server.stop(None)
+    await scheduler.stop()
+
+
+async def decode(stub: vocoder_pb2_grpc.VocoderStub, messages: list[vocoder_pb2.DecodeRequest]) -> np.ndarray:
+    """Write the messages (as a caller would, a few ms apart) while reading audio; raise the
+    call's status if it is not OK. Writes after the server ended the call are dropped, as a
+    caller's would be."""
+    call = stub.Decode(timeout=60)
+
+    async def write() -> None:
+        try:
+            for message in messages:
+                await call.write(message)
+                await asyncio.sleep(0.002)
+            await call.done_writing()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            pass
+
+    writer = asyncio.create_task(write())
+    chunks = [np.frombuffer(c.pcm_f32, np.float32) async for c in call]
+    await writer
+    return np.concatenate(chunks or [np.zeros(0, np.float32)])
+
+
+def good_messages(n: int) -> list[vocoder_pb2.DecodeRequest]:
+    tokens = tokens_for(1, n)
+    return [start(GLOBALS), *(frame(tokens[i : i + 4]) for i in range(0, n, 4)), END]
+
+
+def refused(address: str, messages: list[vocoder_pb2.DecodeRequest]) -> grpc.RpcError:
+    """Send a stream the server must refuse; return its error. This uses the blocking client:
+    the asyncio one reports an INTERNAL of its own instead of the server's status when a write
+    races the server ending the call."""
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as caught:
+        list(vocoder_pb2_grpc.VocoderStub(channel).Decode(iter(messages), timeout=60))
+    return caught.value
+
+
+BAD_STREAMS = {
+    "tokens before start": ([frame([1, 2, 3]), END], "first message"),
+    "second start": ([start(GLOBALS), frame([5] * 30), start(GLOBALS), END], "start may be sent only once"),
+    "frames after end": ([start(GLOBALS), frame([5] * 30), END, frame([1, 2])], "after end"),
+    "id out of range": ([start(GLOBALS), frame([5] * 30), frame([1, 8192]), END], "frame.token_ids[1]=8192"),
+    "wrong global count": ([start(GLOBALS[:31]), frame([5] * 30), END], "global_ids"),
+}
+
+
+async def test_bad_streams_fail_alone_and_a_concurrent_stream_is_unaffected(
+    vocoder: Vocoder, tiny_bicodec: BiCodec
+) -> None:
+    stub, scheduler = vocoder.stub, vocoder.scheduler
+    solo = await decode(stub, good_messages(300))
+
+    async def bad(messages: list[vocoder_pb2.DecodeRequest]) -> grpc.RpcError:
+        return await asyncio.to_thread(refused, vocoder.address, messages)
+
+    together, *errors = await asyncio.gather(
+        decode(stub, good_messages(300)), *(bad(messages) for messages, _ in BAD_STREAMS.values())
+    )
+    for (name, (_, needle)), error in zip(BAD_STREAMS.items(), errors, strict=True):
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert needle in (error.details() or ""), (name, error.details())
+    assert solo.size == together.size == 320 * 300
+    # Decoded in forwards shared with other streams or alone, the samples agree to the batching
+    # tolerance (CPU kernels are not bitwise equal across batch sizes), and both match offline.
+    assert np.max(np.abs(solo - together)) <= 1e-4
+    reference = offline(tiny_bicodec, voice(1), tokens_for(1, 300)).numpy()
+    assert np.max(np.abs(together - reference)) <= 1e-4
+    await asyncio.sleep(0.1)
+    assert scheduler.active_streams == 0
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30) -> None:  # noqa: ASYNC109
+    async def poll() -> None:
+        while not condition():  # noqa: ASYNC110 - the scheduler offers no event to wait on
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def open_stream(stub: vocoder_pb2_grpc.VocoderStub, tokens: int) -> grpc.aio.StreamStreamCall:
+    call = stub.Decode(timeout=60)
+    await call.write(start(GLOBALS))
+    await call.write(frame([3] * tokens))
+    return call
+
+
+async def test_streams_beyond_the_limit_are_refused_at_once(
+    vocoder: Vocoder,
+) -> None:
+    stub, scheduler = vocoder.stub, vocoder.scheduler
+    held = [await open_stream(stub, 5) for _ in range(MAX_STREAMS)]
+    await until(lambda: scheduler.active_streams == MAX_STREAMS)
+    error = await asyncio.to_thread(refused, vocoder.address, good_messages(20))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "maximum of 24 streams" in (error.details() or "")  # type: ignore[attr-defined]
+    assert dict(error.trailing_metadata() or ())  # type: ignore[attr-defined]["grpc-retry-pushback-ms"] == "500"
+    for call in held:
+        call.cancel()
+    # Once streams leave, new ones are admitted again.
+    await until(lambda: scheduler.active_streams == 0)
+    assert (await decode(stub, good_messages(20))).size == 320 * 20
+
+
+async def test_cancelled_calls_leave_no_stream_behind(
+    vocoder: Vocoder,
+) -> None:
+    """200 calls cancelled at random points (before any audio, or after some chunks)."""
+    stub, scheduler = vocoder.stub, vocoder.scheduler
+    rng = random.Random(0)
+
+    async def cancelled(i: int) -> None:
+        tokens = rng.randrange(1, 200)
+        call = await open_stream(stub, tokens)
+        # 60 tokens are enough for at least two chunks (10 each plus a lookahead of 14).
+        for _ in range(rng.randrange(0, 3) if tokens >= 60 else 0):
+            await asyncio.wait_for(call.read(), 30)
+        call.cancel()
+
+    for wave in range(0, 200, MAX_STREAMS):
+        await asyncio.gather(*(cancelled(i) for i in range(wave, min(200, wave + MAX_STREAMS))))
+    await until(lambda: scheduler.active_streams == 0)
+    assert (await decode(stub, good_messages(40))).size == 320 * 40
