@@ -2,6 +2,7 @@
 
 python -m bench run --compare baseline                  # the full comparison on the embedded pack
 python -m bench run --concurrency 1,2,4 --systems voxserve --max-tokens 100
+python -m bench vocoder --concurrency 1,8,16,32,64      # the vocoder tier alone, tokens paced at 2x
 python -m bench scaling                                 # vocoder compute per audio second, 5 s vs 60 s
 python -m bench report bench/results/run-*.json         # re-render a run's table and plot
 """
@@ -47,6 +48,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         kinds=args.kinds,
     )
     run_bench(_pack(args.pack), settings, Path(args.out))
+    return 0
+
+
+def cmd_vocoder(args: argparse.Namespace) -> int:
+    from bench.vocoder_tier import SYSTEMS, TierSettings, run_tier
+
+    settings = TierSettings(
+        concurrency=args.concurrency,
+        systems=args.systems or SYSTEMS,
+        streams_per_client=args.streams_per_client,
+        tokens=args.tokens,
+        rate=args.rate,
+        frame_tokens=args.frame_tokens,
+        device=args.device,
+    )
+    run_tier(_pack(args.pack), settings, Path(args.out))
     return 0
 
 
@@ -100,6 +117,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--no-scaling", action="store_true", help="skip the vocoder scaling figure")
     run.add_argument("--out", default=str(DEFAULT_OUT))
     run.set_defaults(func=cmd_run)
+
+    vt = sub.add_parser("vocoder", help="the vocoder tier alone: token frames paced as a fast generator")
+    vt.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
+    vt.add_argument("--concurrency", type=_ints, default=(1, 4, 8, 16, 32, 48, 64))
+    vt.add_argument("--systems", type=_names, default=None, help="default: voxserve,voxserve-bs1,baseline")
+    vt.add_argument("--streams-per-client", type=int, default=2)
+    vt.add_argument("--tokens", type=int, default=250, help="tokens per stream (250 = 5 s)")
+    vt.add_argument("--rate", type=float, default=2.0, help="token arrival as a multiple of real time")
+    vt.add_argument("--frame-tokens", type=int, default=5, help="tokens per frame")
+    vt.add_argument("--device", default="cpu", help="where every system decodes, e.g. cuda:0")
+    vt.add_argument("--out", default=str(DEFAULT_OUT))
+    vt.set_defaults(func=cmd_vocoder)
 
     sc = sub.add_parser("scaling", help="vocoder compute per audio second for 5 s and 60 s utterances")
     sc.add_argument("--pack", type=Path, default=None)

@@ -175,6 +175,56 @@ class DecodeWork:
         self.seconds += seconds
 
 
+class SeedDecodeLoop:
+    """One stream's decode state in the seed's loop: tokens so far, the decode schedule and the
+    stitching. `add` runs after each frame, `close` at the end of the stream; both return the
+    chunks to send. Decodes run in a worker thread each, one stream at a time (no batching)."""
+
+    def __init__(self, codec: BiCodec, conditioning: torch.Tensor, window_tokens: int | None):
+        self.codec = codec
+        self.conditioning = conditioning
+        self.window_tokens = window_tokens
+        self.stitcher = SeedStitcher(codec.samples_per_token)
+        self.work = DecodeWork()
+        self.tokens: list[int] = []
+        self.last_decode = 0
+
+    def _decode(self, tokens: list[int]) -> np.ndarray:
+        started = time.perf_counter()
+        ids = torch.tensor([tokens], dtype=torch.int64)
+        audio = self.codec.decode(ids, self.conditioning.unsqueeze(0))[0]
+        self.work.add(len(tokens), time.perf_counter() - started)
+        return audio.cpu().numpy().astype(np.float32, copy=False)
+
+    def _chunk(self, samples: np.ndarray, offset: int, final: bool = False) -> vocoder_pb2.AudioChunk:
+        return vocoder_pb2.AudioChunk(
+            pcm_f32=samples.astype("<f4", copy=False).tobytes(),
+            sample_offset=offset,
+            sample_rate=self.codec.sample_rate,
+            final=final,
+        )
+
+    async def _emit(self, start: int, end: int) -> list[vocoder_pb2.AudioChunk]:
+        audio = await asyncio.to_thread(self._decode, self.tokens[start:end])
+        offset = self.stitcher.emitted
+        out = self.stitcher.push(audio, windowed=start > 0, new_tokens=end - self.last_decode)
+        self.last_decode = end
+        return [self._chunk(out, offset)] if out.size else []
+
+    async def add(self, ids: list[int]) -> list[vocoder_pb2.AudioChunk]:
+        self.tokens.extend(ids)
+        if not decode_due(len(self.tokens), self.last_decode):
+            return []
+        return await self._emit(*decode_span(len(self.tokens), self.window_tokens))
+
+    async def close(self) -> list[vocoder_pb2.AudioChunk]:
+        """The closing whole-buffer decode (if tokens arrived since the last one), then the held tail."""
+        chunks = await self._emit(0, len(self.tokens)) if len(self.tokens) > self.last_decode else []
+        offset = self.stitcher.emitted
+        chunks.append(self._chunk(self.stitcher.flush(), offset, final=True))
+        return chunks
+
+
 class TokenSource(Protocol):
     """What the runner needs from the engine: `SparkGenerator.generate`."""
 
@@ -212,13 +262,6 @@ class MonolithicRunner:
     def _condition(self, global_ids: list[int]) -> torch.Tensor:
         return self.codec.condition(VoiceConditioning(global_ids=tuple(global_ids)))
 
-    def _decode(self, tokens: list[int], conditioning: torch.Tensor, work: DecodeWork) -> np.ndarray:
-        started = time.perf_counter()
-        ids = torch.tensor([tokens], dtype=torch.int64)
-        audio = self.codec.decode(ids, conditioning.unsqueeze(0))[0]
-        work.add(len(tokens), time.perf_counter() - started)
-        return audio.cpu().numpy().astype(np.float32, copy=False)
-
     async def __call__(
         self,
         request: generator_pb2.GenerateRequest,
@@ -247,19 +290,7 @@ class MonolithicRunner:
             raise UpstreamError("generator", grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
         deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
 
-        def chunk(samples: np.ndarray, offset: int, final: bool = False) -> vocoder_pb2.AudioChunk:
-            return vocoder_pb2.AudioChunk(
-                pcm_f32=samples.astype("<f4", copy=False).tobytes(),
-                sample_offset=offset,
-                sample_rate=self.codec.sample_rate,
-                final=final,
-            )
-
-        stitcher = SeedStitcher(self.codec.samples_per_token)
-        work = DecodeWork()
-        tokens: list[int] = []
-        conditioning: torch.Tensor | None = None
-        last_decode = 0
+        loop: SeedDecodeLoop | None = None
         # An async generator in practice; closing it aborts the engine request when the caller leaves.
         frames = cast(
             AsyncGenerator[Frame, None],
@@ -274,49 +305,35 @@ class MonolithicRunner:
                         )
                     if frame.global_ids:
                         conditioning = await asyncio.to_thread(self._condition, frame.global_ids)
+                        loop = SeedDecodeLoop(self.codec, conditioning, self.window_tokens)
                     if frame.semantic_ids:
-                        if conditioning is None:
+                        if loop is None:
                             raise UpstreamError(
                                 "generator", grpc.StatusCode.INTERNAL, "semantic ids before global ids"
                             )
                         if stats.first_token_at is None:
                             stats.first_token_at = time.monotonic()
-                        tokens.extend(frame.semantic_ids)
-                        if decode_due(len(tokens), last_decode):
-                            start, end = decode_span(len(tokens), self.window_tokens)
-                            audio = await asyncio.to_thread(
-                                self._decode, tokens[start:end], conditioning, work
-                            )
-                            offset = stitcher.emitted
-                            out = stitcher.push(audio, windowed=start > 0, new_tokens=end - last_decode)
-                            last_decode = end
-                            if out.size:
-                                yield chunk(out, offset)
+                        for chunk in await loop.add(list(frame.semantic_ids)):
+                            yield chunk
                     if frame.result is not None:
                         stats.result.CopyFrom(frame_to_proto(frame).result)
-            if conditioning is None:
+            if loop is None:
                 raise UpstreamError("generator", grpc.StatusCode.INTERNAL, "the generator sent no global ids")
-            if len(tokens) > last_decode:
-                audio = await asyncio.to_thread(self._decode, tokens, conditioning, work)
-                offset = stitcher.emitted
-                out = stitcher.push(audio, windowed=False, new_tokens=len(tokens) - last_decode)
-                if out.size:
-                    yield chunk(out, offset)
+            closing = await loop.close()
         except InvalidArgument as exc:
             raise UpstreamError("generator", grpc.StatusCode.INVALID_ARGUMENT, str(exc)) from exc
         except CodecInputError as exc:
             raise UpstreamError("vocoder", grpc.StatusCode.INTERNAL, str(exc)) from exc
-        offset = stitcher.emitted
-        tail = stitcher.flush()
         log.info(
             "decoded",
-            semantic_tokens=len(tokens),
-            samples=stitcher.emitted,
-            decode_calls=work.calls,
-            tokens_decoded=work.tokens,
-            decode_seconds=round(work.seconds, 4),
+            semantic_tokens=len(loop.tokens),
+            samples=loop.stitcher.emitted,
+            decode_calls=loop.work.calls,
+            tokens_decoded=loop.work.tokens,
+            decode_seconds=round(loop.work.seconds, 4),
         )
-        yield chunk(tail, offset, final=True)
+        for chunk in closing:
+            yield chunk
 
 
 # -- the server ------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ per forward, so only the decode schedule differs:
 
 - voxserve: the windows the vocoder's scheduler decodes for one stream (`DecodeStream.next_window`
   with the service's default chunk policy and measured context), every token decoded once plus
-  a fixed context, so the cost per audio second stays flat; `voxserve` on a busy device
-  (largest chunks), `voxserve-idle` on an idle one (first-size chunks);
+  a fixed context, so the cost per audio second stays flat; `voxserve` with the largest chunks
+  (a client seconds ahead, or a busy device), `voxserve-small` with first-size chunks (what an
+  idle device decodes while the client holds under two seconds);
 - baseline: the decode calls of `MonolithicRunner`'s schedule (`baseline_decode_windows`), which
   re-decodes the whole buffer (or its last 128 tokens) every 48 tokens and the whole buffer at
   the end, so the cost per audio second grows with length.
@@ -36,7 +37,7 @@ from voxserve.vocoder.stream import ChunkPolicy, DecodeStream
 SCALING_TOKENS = (250, 3000)
 """5 s and 60 s of BiCodec audio (50 tokens per second)."""
 BASELINE_WINDOW_TOKENS = 128
-STRATEGIES = ("voxserve", "voxserve-idle", "baseline", f"baseline-window{BASELINE_WINDOW_TOKENS}")
+STRATEGIES = ("voxserve", "voxserve-small", "baseline", f"baseline-window{BASELINE_WINDOW_TOKENS}")
 SEED = 0
 
 Span = tuple[int, int]
@@ -49,20 +50,23 @@ def vocoder_policy(codec: BiCodec, config: VocoderConfig | None = None) -> Chunk
     return chunk_policy(config or VocoderConfig(), codec)
 
 
-def voxserve_decode_windows(n_tokens: int, policy: ChunkPolicy, pressure: float = 1.0) -> list[Span]:
-    """The windows the vocoder decodes for a stream of `n_tokens` tokens followed by End, on a
-    device as busy as `pressure` (0 idle, 1 saturated) and with a client far ahead of playback.
+def voxserve_decode_windows(
+    n_tokens: int, policy: ChunkPolicy, chunk_tokens: int | None = None
+) -> list[Span]:
+    """The windows the vocoder decodes for a stream of `n_tokens` tokens followed by End, when
+    every chunk after the first has `chunk_tokens` tokens (default: the largest).
 
-    Feeding every token up front gives the same windows as a live stream with that lead: a
-    window's extent depends only on what has been decoded and the chunk size, and it is taken
-    once its lookahead is there.
+    Feeding every token up front gives the same windows as a live stream: a window's extent
+    depends only on what has been decoded and the chunk size, and it is taken once its
+    lookahead is there.
     """
+    later = chunk_tokens or policy.max_chunk_tokens
     stream = DecodeStream(conditioning=torch.zeros(0), samples_per_token=1, sample_rate=1)
     stream.append([0] * n_tokens)
     spans: list[Span] = []
     while not stream.finished:
-        lead = None if stream.decoded_tokens == 0 else float("inf")
-        window = stream.next_window(policy, policy.chunk_size(lead, pressure))
+        size = policy.first_chunk_tokens if stream.decoded_tokens == 0 else later
+        window = stream.next_window(policy, size)
         if window is None:
             stream.end()
             continue
@@ -73,9 +77,9 @@ def voxserve_decode_windows(n_tokens: int, policy: ChunkPolicy, pressure: float 
 
 def strategy_windows(strategy: str, n_tokens: int, policy: ChunkPolicy) -> list[Span]:
     if strategy == "voxserve":
-        return voxserve_decode_windows(n_tokens, policy, pressure=1.0)
-    if strategy == "voxserve-idle":
-        return voxserve_decode_windows(n_tokens, policy, pressure=0.0)
+        return voxserve_decode_windows(n_tokens, policy)
+    if strategy == "voxserve-small":
+        return voxserve_decode_windows(n_tokens, policy, policy.first_chunk_tokens)
     if strategy == "baseline":
         return baseline_decode_windows(n_tokens)
     if strategy == f"baseline-window{BASELINE_WINDOW_TOKENS}":

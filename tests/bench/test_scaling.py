@@ -32,11 +32,11 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_voxserve_windows_follow_the_chunk_policy() -> None:
-    # Busy: the first chunk [0, 10) with lookahead, then [10, 90) would need 13 tokens of
-    # lookahead beyond the 100 there are, so End takes the rest with left context only.
-    assert voxserve_decode_windows(100, POLICY, pressure=1.0) == [(0, 23), (0, 100)]
-    # Idle: first-size chunks with left context and lookahead, until End takes the rest.
-    idle = voxserve_decode_windows(100, POLICY, pressure=0.0)
+    # Largest chunks: the first chunk [0, 10) with lookahead, then [10, 90) would need 13 tokens
+    # of lookahead beyond the 100 there are, so End takes the rest with left context only.
+    assert voxserve_decode_windows(100, POLICY) == [(0, 23), (0, 100)]
+    # First-size chunks with left context and lookahead, until End takes the rest.
+    idle = voxserve_decode_windows(100, POLICY, 10)
     assert idle[:3] == [(0, 23), (0, 33), (7, 43)]
     assert idle[-2:] == [(57, 93), (67, 100)]
 
@@ -65,8 +65,8 @@ def test_baseline_tokens_decoded_per_audio_token_grow() -> None:
 def test_strategies_use_the_runner_schedule() -> None:
     assert strategy_windows("baseline", 500, POLICY) == baseline_decode_windows(500)
     assert strategy_windows("baseline-window128", 500, POLICY) == baseline_decode_windows(500, 128)
-    assert strategy_windows("voxserve", 500, POLICY) == voxserve_decode_windows(500, POLICY, 1.0)
-    assert strategy_windows("voxserve-idle", 500, POLICY) == voxserve_decode_windows(500, POLICY, 0.0)
+    assert strategy_windows("voxserve", 500, POLICY) == voxserve_decode_windows(500, POLICY, 80)
+    assert strategy_windows("voxserve-small", 500, POLICY) == voxserve_decode_windows(500, POLICY, 10)
     with pytest.raises(ValueError, match="unknown strategy"):
         strategy_windows("nope", 10, POLICY)
 

@@ -249,22 +249,22 @@ async def test_batches_take_the_most_urgent_length_within_the_limits(
     assert big is not None and big.windows[0].length == policy.longest_window and big.size == 2
 
 
-async def test_chunks_grow_when_the_device_is_busy_and_shrink_when_idle(
+async def test_chunks_grow_when_the_device_is_busy_and_with_the_clients_lead(
     tiny_bicodec: BiCodec, policy: ChunkPolicy
 ) -> None:
     scheduler = Scheduler(tiny_bicodec, policy)
     now = time.monotonic()
     # 1000 tokens decoded 2 s after the first audio: the client holds 18 s; 1500 more are waiting.
     ahead = _ready_stream(scheduler, decoded=1000, first_audio_at=now - 2, created=now - 3, tokens=2500)
-    # A stream whose client holds only 0.5 s (25 tokens).
-    behind = _ready_stream(scheduler, decoded=100, first_audio_at=now - 1.5, created=now - 3, tokens=2500)
+    # A stream whose client holds only 1 s (50 tokens).
+    behind = _ready_stream(scheduler, decoded=100, first_audio_at=now - 1.0, created=now - 3, tokens=2500)
 
     def chunk_sizes() -> dict[int, int]:
         return {w.stream.id: w.window.end - w.window.start for w in scheduler.ready_work(now)}
 
-    assert chunk_sizes() == {ahead.id: 10, behind.id: 10}  # idle
+    assert chunk_sizes() == {ahead.id: 80, behind.id: 10}  # idle: a quarter of the lead
     scheduler.load_meter.record(now - 1.0, now)  # decoding all of the last second
-    assert chunk_sizes() == {ahead.id: 80, behind.id: 20}
+    assert chunk_sizes() == {ahead.id: 80, behind.id: 40}
     assert pressure(0.0) == 0.0 and pressure(0.5) == pytest.approx(0.5) and pressure(1.0) == 1.0
 
 

@@ -25,11 +25,17 @@ def test_chunk_sizes_double_from_the_first_to_the_largest() -> None:
 
 def test_chunk_size_grows_with_pressure_and_never_exceeds_the_clients_lead() -> None:
     assert POLICY.chunk_size(None, 1.0) == 10  # no audio out yet: first audio fast
-    assert POLICY.chunk_size(1000.0, 0.0) == 10  # idle: smallest chunks
-    assert POLICY.chunk_size(1000.0, 1.0) == 80  # busy and far ahead: largest
-    assert POLICY.chunk_size(1000.0, 0.5) == 40  # halfway: 45 rounds down to a size in use
-    assert POLICY.chunk_size(25.0, 1.0) == 20  # busy but the client holds only 25 tokens
-    assert POLICY.chunk_size(3.0, 1.0) == 10  # a starving client still gets whole first-size chunks
+    # Idle: a quarter of the lead, rounded down to a size in use.
+    assert POLICY.chunk_size(50.0, 0.0) == 10
+    assert POLICY.chunk_size(100.0, 0.0) == 20
+    assert POLICY.chunk_size(1000.0, 0.0) == 80
+    # Busy: up to the whole lead.
+    assert POLICY.chunk_size(50.0, 1.0) == 40
+    assert POLICY.chunk_size(25.0, 1.0) == 20
+    assert POLICY.chunk_size(1000.0, 1.0) == 80
+    assert POLICY.chunk_size(100.0, 0.5) == 40  # halfway: 62.5 rounds down
+    # A starving client still gets whole first-size chunks.
+    assert POLICY.chunk_size(3.0, 1.0) == 10
     assert POLICY.chunk_size(-50.0, 1.0) == 10
 
 

@@ -49,11 +49,19 @@ def chunk_policy(config: VocoderConfig, codec: BiCodec) -> ChunkPolicy:
     )
 
 
-def scheduler_limits(config: VocoderConfig) -> SchedulerLimits:
+AUTO_BATCH_TOKENS = {"cpu": 512, "gpu": 16384}
+
+
+def scheduler_limits(config: VocoderConfig, policy: ChunkPolicy) -> SchedulerLimits:
+    batch_tokens = config.max_batch_tokens
+    if batch_tokens <= 0:
+        batch_tokens = AUTO_BATCH_TOKENS["cpu" if torch.device(config.device).type == "cpu" else "gpu"]
+        # Always room for one window of the longest kind.
+        batch_tokens = max(batch_tokens, policy.longest_window)
     return SchedulerLimits(
         max_streams=config.max_streams,
         max_batch_size=config.max_batch_size,
-        max_batch_tokens=config.max_batch_tokens,
+        max_batch_tokens=batch_tokens,
         first_audio_priority_seconds=config.first_audio_priority_seconds,
     )
 
@@ -63,9 +71,8 @@ async def run(config: VocoderConfig) -> None:
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
     codec = await asyncio.to_thread(build_codec, config)
-    scheduler = Scheduler(
-        codec, chunk_policy(config, codec), scheduler_limits(config), batching=config.batching
-    )
+    policy = chunk_policy(config, codec)
+    scheduler = Scheduler(codec, policy, scheduler_limits(config, policy), batching=config.batching)
     scheduler.start()
     servicer = VocoderServicer(codec, scheduler, max_stream_tokens=config.max_stream_tokens)
 

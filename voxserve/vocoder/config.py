@@ -43,7 +43,10 @@ class VocoderConfig:
     )
     max_batch_size: int = setting(32, "Most windows decoded in one forward")
     max_batch_tokens: int = setting(
-        8192, "Most tokens (rows x window length, context included) in one forward"
+        0,
+        "Most tokens (rows x window length, context included) in one forward; 0 picks by device: "
+        "512 on CPU (a forward's time grows with its tokens there, so big batches only delay "
+        "urgent streams), 16384 on a GPU",
     )
     first_audio_priority_seconds: float = setting(
         2.0,

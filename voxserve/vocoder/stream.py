@@ -16,6 +16,9 @@ import torch
 
 _ids = itertools.count(1)
 
+# The share of a client's lead one chunk may take on an idle device (a busy one: all of it).
+IDLE_LEAD_SHARE = 0.25
+
 
 @dataclass(frozen=True)
 class ChunkPolicy:
@@ -54,16 +57,18 @@ class ChunkPolicy:
         """Tokens in a stream's next chunk.
 
         `lead_tokens` is the audio its client holds but has not played yet (None before the
-        first chunk); `pressure` in [0, 1] is how busy the device is. An idle device decodes
-        first-size chunks (each token reaches the client soonest); a busy one decodes larger
-        chunks, whose fixed context costs less per token. A chunk never exceeds the client's
-        lead: while the generator is faster than real time the stream then has its next chunk
-        before the client runs dry, and a stream that fell behind gets small, quick chunks.
+        first chunk); `pressure` in [0, 1] is how busy the device is. A chunk's tokens must all
+        arrive before it is decoded, so while the generator is at least real time a chunk no
+        longer than the client's lead is decoded before the client runs dry. An idle device
+        spends at most a quarter of the lead on one chunk, which keeps chunks near the first
+        size until the client holds seconds of audio; a busy device spends up to the whole lead,
+        so chunks grow and their fixed context costs less per token. A stream that fell behind
+        gets first-size chunks, the quickest to arrive.
         """
         if lead_tokens is None:
             return self.first_chunk_tokens
-        wanted = self.first_chunk_tokens + pressure * (self.max_chunk_tokens - self.first_chunk_tokens)
-        wanted = min(wanted, lead_tokens)
+        share = IDLE_LEAD_SHARE + pressure * (1.0 - IDLE_LEAD_SHARE)
+        wanted = min(lead_tokens * share, self.max_chunk_tokens)
         return max(s for s in self.sizes if s <= max(wanted, self.first_chunk_tokens))
 
 
