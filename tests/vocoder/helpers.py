@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import random
 
+import grpc
+import pytest
 import torch
 
+from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.base import VoiceConditioning
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.scheduler import Scheduler
@@ -96,3 +99,12 @@ async def stream_through(
 
 def joined(chunks: list[Chunk]) -> torch.Tensor:
     return torch.cat([c.samples for c in chunks]) if chunks else torch.zeros(0)
+
+
+def refused(address: str, messages: list[vocoder_pb2.DecodeRequest]) -> grpc.RpcError:
+    """Send a stream the server must refuse; return its error. This uses the blocking client:
+    the asyncio one reports an INTERNAL of its own instead of the server's status when a write
+    races the server ending the call."""
+    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as caught:
+        list(vocoder_pb2_grpc.VocoderStub(channel).Decode(iter(messages), timeout=60))
+    return caught.value

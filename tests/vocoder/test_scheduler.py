@@ -256,16 +256,30 @@ async def test_chunks_grow_when_the_device_is_busy_and_with_the_clients_lead(
     now = time.monotonic()
     # 1000 tokens decoded 2 s after the first audio: the client holds 18 s; 1500 more are waiting.
     ahead = _ready_stream(scheduler, decoded=1000, first_audio_at=now - 2, created=now - 3, tokens=2500)
-    # A stream whose client holds only 1 s (50 tokens).
-    behind = _ready_stream(scheduler, decoded=100, first_audio_at=now - 1.0, created=now - 3, tokens=2500)
+    # A stream whose client holds only 1.2 s (60 tokens).
+    behind = _ready_stream(scheduler, decoded=100, first_audio_at=now - 0.8, created=now - 3, tokens=2500)
 
     def chunk_sizes() -> dict[int, int]:
         return {w.stream.id: w.window.end - w.window.start for w in scheduler.ready_work(now)}
 
     assert chunk_sizes() == {ahead.id: 80, behind.id: 10}  # idle: a quarter of the lead
     scheduler.load_meter.record(now - 1.0, now)  # decoding all of the last second
-    assert chunk_sizes() == {ahead.id: 80, behind.id: 40}
+    assert chunk_sizes() == {ahead.id: 80, behind.id: 40}  # busy: three quarters
     assert pressure(0.0) == 0.0 and pressure(0.5) == pytest.approx(0.5) and pressure(1.0) == 1.0
+
+
+async def test_host_load_makes_the_device_busy(tiny_bicodec: BiCodec, policy: ChunkPolicy) -> None:
+    """On a CPU the vocoder shares the host: other processes' load grows its chunks too."""
+    host = {"load": 0.0}
+    scheduler = Scheduler(tiny_bicodec, policy, host_load=lambda now: host["load"])
+    now = time.monotonic()
+    stream = _ready_stream(scheduler, decoded=100, first_audio_at=now - 0.8, created=now - 3, tokens=2500)
+    [work] = scheduler.ready_work(now)
+    assert work.window.end - work.window.start == 10
+    stream.ready_since = None
+    host["load"] = 1.0
+    [work] = scheduler.ready_work(now)
+    assert work.window.end - work.window.start == 40
 
 
 def test_limits_are_checked(tiny_bicodec: BiCodec, policy: ChunkPolicy) -> None:

@@ -12,7 +12,7 @@ import grpc
 import numpy as np
 import pytest
 
-from tests.vocoder.helpers import offline, tokens_for, voice
+from tests.vocoder.helpers import offline, refused, tokens_for, voice
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.receptive_field import measure_context
@@ -87,15 +87,6 @@ async def decode(stub: vocoder_pb2_grpc.VocoderStub, messages: list[vocoder_pb2.
 def good_messages(n: int) -> list[vocoder_pb2.DecodeRequest]:
     tokens = tokens_for(1, n)
     return [start(GLOBALS), *(frame(tokens[i : i + 4]) for i in range(0, n, 4)), END]
-
-
-def refused(address: str, messages: list[vocoder_pb2.DecodeRequest]) -> grpc.RpcError:
-    """Send a stream the server must refuse; return its error. This uses the blocking client:
-    the asyncio one reports an INTERNAL of its own instead of the server's status when a write
-    races the server ending the call."""
-    with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as caught:
-        list(vocoder_pb2_grpc.VocoderStub(channel).Decode(iter(messages), timeout=60))
-    return caught.value
 
 
 BAD_STREAMS = {

@@ -29,11 +29,11 @@ def test_chunk_size_grows_with_pressure_and_never_exceeds_the_clients_lead() -> 
     assert POLICY.chunk_size(50.0, 0.0) == 10
     assert POLICY.chunk_size(100.0, 0.0) == 20
     assert POLICY.chunk_size(1000.0, 0.0) == 80
-    # Busy: up to the whole lead.
-    assert POLICY.chunk_size(50.0, 1.0) == 40
-    assert POLICY.chunk_size(25.0, 1.0) == 20
+    # Busy: up to three quarters of the lead.
+    assert POLICY.chunk_size(60.0, 1.0) == 40
+    assert POLICY.chunk_size(50.0, 1.0) == 20  # 37.5 rounds down
     assert POLICY.chunk_size(1000.0, 1.0) == 80
-    assert POLICY.chunk_size(100.0, 0.5) == 40  # halfway: 62.5 rounds down
+    assert POLICY.chunk_size(100.0, 0.5) == 40  # halfway: 50
     # A starving client still gets whole first-size chunks.
     assert POLICY.chunk_size(3.0, 1.0) == 10
     assert POLICY.chunk_size(-50.0, 1.0) == 10

@@ -13,6 +13,7 @@ from voxserve.packs.pack import resolve_pack
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.config import VocoderConfig
+from voxserve.vocoder.load_meter import HostCpuLoad
 from voxserve.vocoder.receptive_field import measure_context
 from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
 from voxserve.vocoder.servicer import VocoderServicer
@@ -72,7 +73,14 @@ async def run(config: VocoderConfig) -> None:
         torch.set_num_threads(config.torch_threads)
     codec = await asyncio.to_thread(build_codec, config)
     policy = chunk_policy(config, codec)
-    scheduler = Scheduler(codec, policy, scheduler_limits(config, policy), batching=config.batching)
+    on_cpu = torch.device(config.device).type == "cpu"
+    scheduler = Scheduler(
+        codec,
+        policy,
+        scheduler_limits(config, policy),
+        batching=config.batching,
+        host_load=HostCpuLoad() if on_cpu else None,
+    )
     scheduler.start()
     servicer = VocoderServicer(codec, scheduler, max_stream_tokens=config.max_stream_tokens)
 

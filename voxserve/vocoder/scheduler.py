@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -68,7 +69,10 @@ class Scheduler:
         limits: SchedulerLimits | None = None,
         *,
         batching: bool = True,
+        host_load: Callable[[float], float] | None = None,
     ):
+        """`host_load(now)`: load in [0, 1] from outside the scheduler's own forwards (on a CPU
+        device, the host's CPU load); the device counts as busy as the larger of the two."""
         limits = limits or SchedulerLimits()
         if limits.max_batch_tokens < policy.longest_window:
             raise ValueError(
@@ -80,6 +84,7 @@ class Scheduler:
         self.limits = limits
         self.max_batch_size = limits.max_batch_size if batching else 1
         self.load_meter = LoadMeter()
+        self.host_load = host_load
         self._streams: dict[int, DecodeStream] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -132,7 +137,10 @@ class Scheduler:
 
     def ready_work(self, now: float) -> list[ReadyWork]:
         """Every stream's ready window, most urgent first."""
-        chunk_pressure = pressure(self.load_meter.load(now))
+        load = self.load_meter.load(now)
+        if self.host_load is not None:
+            load = max(load, self.host_load(now))
+        chunk_pressure = pressure(load)
         ready = []
         for stream in self._streams.values():
             lead = stream.lead_seconds(now)

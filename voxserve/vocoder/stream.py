@@ -16,8 +16,9 @@ import torch
 
 _ids = itertools.count(1)
 
-# The share of a client's lead one chunk may take on an idle device (a busy one: all of it).
-IDLE_LEAD_SHARE = 0.25
+# The share of a client's lead one chunk may take on an idle device and on a busy one. Below 1
+# even when busy: the chunk's tokens must arrive and it must be decoded before the lead is gone.
+IDLE_LEAD_SHARE, BUSY_LEAD_SHARE = 0.25, 0.75
 
 
 @dataclass(frozen=True)
@@ -61,13 +62,13 @@ class ChunkPolicy:
         arrive before it is decoded, so while the generator is at least real time a chunk no
         longer than the client's lead is decoded before the client runs dry. An idle device
         spends at most a quarter of the lead on one chunk, which keeps chunks near the first
-        size until the client holds seconds of audio; a busy device spends up to the whole lead,
+        size until the client holds seconds of audio; a busy device spends up to three quarters,
         so chunks grow and their fixed context costs less per token. A stream that fell behind
         gets first-size chunks, the quickest to arrive.
         """
         if lead_tokens is None:
             return self.first_chunk_tokens
-        share = IDLE_LEAD_SHARE + pressure * (1.0 - IDLE_LEAD_SHARE)
+        share = IDLE_LEAD_SHARE + pressure * (BUSY_LEAD_SHARE - IDLE_LEAD_SHARE)
         wanted = min(lead_tokens * share, self.max_chunk_tokens)
         return max(s for s in self.sizes if s <= max(wanted, self.first_chunk_tokens))
 
