@@ -31,6 +31,7 @@ from bench.report import (
 )
 from voxserve.packs.pack import Pack
 from voxserve.stack import LocalStack, Ports, free_port, wait_serving
+from voxserve.vocoder.config import VocoderConfig
 
 SYSTEMS = ("voxserve", "voxserve-bs1", "baseline")
 SERVICE_START_TIMEOUT = 600.0
@@ -75,7 +76,8 @@ def running_system(name: str, pack: Pack, settings: BenchSettings, log_dir: Path
         raise ValueError(f"system {name!r} is unknown; systems: {', '.join(SYSTEMS)}")
     port = free_port()
     command = [sys.executable, "-m", "bench.baseline", "--pack", str(pack.root), "--port", str(port)]
-    command += ["--device", settings.device]
+    # Decode with the vocoder service's thread count, so the two differ only in their schedule.
+    command += ["--device", settings.device, "--torch-threads", str(VocoderConfig().torch_threads)]
     if settings.baseline_window_tokens:
         command += ["--window-tokens", str(settings.baseline_window_tokens)]
     log_dir.mkdir(parents=True, exist_ok=True)

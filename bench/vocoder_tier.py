@@ -46,6 +46,7 @@ from bench.runner import SERVICE_START_TIMEOUT, format_level
 from voxserve.packs.pack import Pack
 from voxserve.stack import free_port, wait_serving
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
+from voxserve.vocoder.config import VocoderConfig
 
 SYSTEMS = ("voxserve", "voxserve-bs1", "baseline")
 TOKENS_PER_SECOND = 50  # BiCodec semantic tokens per second of audio
@@ -84,6 +85,8 @@ def running_vocoder(name: str, pack: Pack, settings: TierSettings, log_dir: Path
     elif name == "baseline":
         command = [sys.executable, "-m", "bench.baseline_vocoder", "--pack", str(pack.root)]
         command += ["--port", str(port), "--device", settings.device]
+        # The vocoder service's thread count, so the systems differ only in their schedule.
+        command += ["--torch-threads", str(VocoderConfig().torch_threads)]
     else:
         raise ValueError(f"system {name!r} is unknown; systems: {', '.join(SYSTEMS)}")
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -249,22 +249,30 @@ async def test_batches_take_the_most_urgent_length_within_the_limits(
     assert big is not None and big.windows[0].length == policy.longest_window and big.size == 2
 
 
-async def test_chunks_grow_when_the_device_is_busy_and_with_the_clients_lead(
+async def test_chunks_grow_when_the_device_is_busy_with_the_lead_and_the_backlog(
     tiny_bicodec: BiCodec, policy: ChunkPolicy
 ) -> None:
     scheduler = Scheduler(tiny_bicodec, policy)
     now = time.monotonic()
-    # 1000 tokens decoded 2 s after the first audio: the client holds 18 s; 1500 more are waiting.
+    context = policy.lookahead_tokens
+    # 1000 tokens decoded 2 s after the first audio: the client holds 18 s; 1500 more are here.
     ahead = _ready_stream(scheduler, decoded=1000, first_audio_at=now - 2, created=now - 3, tokens=2500)
-    # A stream whose client holds only 1.2 s (60 tokens).
-    behind = _ready_stream(scheduler, decoded=100, first_audio_at=now - 0.8, created=now - 3, tokens=2500)
+    # The client holds 1.2 s (60 tokens); 15 tokens beyond the lookahead are here.
+    behind = _ready_stream(
+        scheduler, decoded=100, first_audio_at=now - 0.8, created=now - 3, tokens=100 + 15 + context
+    )
 
     def chunk_sizes() -> dict[int, int]:
         return {w.stream.id: w.window.end - w.window.start for w in scheduler.ready_work(now)}
 
-    assert chunk_sizes() == {ahead.id: 80, behind.id: 10}  # idle: a quarter of the lead
+    # Idle: `behind` waits for no more than a quarter of its lead (15 tokens: a 10-token chunk);
+    # `ahead` has a backlog far beyond the largest chunk.
+    assert chunk_sizes() == {ahead.id: 80, behind.id: 10}
     scheduler.load_meter.record(now - 1.0, now)  # decoding all of the last second
-    assert chunk_sizes() == {ahead.id: 80, behind.id: 40}  # busy: three quarters
+    # Busy: `behind` may wait for three quarters of its lead (45: a 40-token chunk), not here yet.
+    assert chunk_sizes() == {ahead.id: 80}
+    behind.append([0] * 25)
+    assert chunk_sizes() == {ahead.id: 80, behind.id: 40}
     assert pressure(0.0) == 0.0 and pressure(0.5) == pytest.approx(0.5) and pressure(1.0) == 1.0
 
 
@@ -273,13 +281,19 @@ async def test_host_load_makes_the_device_busy(tiny_bicodec: BiCodec, policy: Ch
     host = {"load": 0.0}
     scheduler = Scheduler(tiny_bicodec, policy, host_load=lambda now: host["load"])
     now = time.monotonic()
-    stream = _ready_stream(scheduler, decoded=100, first_audio_at=now - 0.8, created=now - 3, tokens=2500)
+    # The client holds 60 tokens; 15 beyond the lookahead are here.
+    stream = _ready_stream(
+        scheduler,
+        decoded=100,
+        first_audio_at=now - 0.8,
+        created=now - 3,
+        tokens=115 + policy.lookahead_tokens,
+    )
     [work] = scheduler.ready_work(now)
     assert work.window.end - work.window.start == 10
     stream.ready_since = None
-    host["load"] = 1.0
-    [work] = scheduler.ready_work(now)
-    assert work.window.end - work.window.start == 40
+    host["load"] = 1.0  # now the stream waits for a 40-token chunk
+    assert scheduler.ready_work(now) == []
 
 
 def test_limits_are_checked(tiny_bicodec: BiCodec, policy: ChunkPolicy) -> None:

@@ -34,6 +34,10 @@ def test_chunk_size_grows_with_pressure_and_never_exceeds_the_clients_lead() -> 
     assert POLICY.chunk_size(50.0, 1.0) == 20  # 37.5 rounds down
     assert POLICY.chunk_size(1000.0, 1.0) == 80
     assert POLICY.chunk_size(100.0, 0.5) == 40  # halfway: 50
+    # Tokens already here cost no waiting: a stream behind its generator takes its backlog.
+    assert POLICY.chunk_size(5.0, 0.0, backlog_tokens=45) == 40
+    assert POLICY.chunk_size(5.0, 0.0, backlog_tokens=500) == 80
+    assert POLICY.chunk_size(None, 0.0, backlog_tokens=500) == 10  # but the first chunk stays small
     # A starving client still gets whole first-size chunks.
     assert POLICY.chunk_size(3.0, 1.0) == 10
     assert POLICY.chunk_size(-50.0, 1.0) == 10
@@ -77,6 +81,14 @@ def test_a_long_remainder_at_end_goes_in_largest_chunks() -> None:
     ]
     assert max(w.length for w in windows) <= POLICY.longest_window
     assert stream.finished
+
+
+def test_backlog_is_what_could_be_decoded_now() -> None:
+    stream = new_stream()
+    assert stream.backlog_tokens(POLICY) == 0
+    stream.append([0] * 50)
+    stream.decoded_tokens = 20
+    assert stream.backlog_tokens(POLICY) == 50 - 20 - 6
 
 
 def test_deadline_and_lead_follow_real_time_playback() -> None:

@@ -54,7 +54,11 @@ class VocoderConfig:
         "of streams with audio, unless their clients have starved for longer",
     )
     batching: bool = setting(True, "Batch decode work across streams (false: batch size 1)")
-    torch_threads: int = setting(0, "Intra-op threads for torch on CPU; 0 leaves torch's default")
+    torch_threads: int = setting(
+        1,
+        "Intra-op threads for torch on CPU; 0 leaves torch's default (one per core). One keeps a "
+        "forward from stalling on threads that share cores with the event loop and other services",
+    )
     grace_seconds: float = setting(10.0, "Seconds in-flight streams get to finish on SIGTERM")
     log_level: str = setting("INFO", "Log level")
 

@@ -145,7 +145,8 @@ class Scheduler:
         for stream in self._streams.values():
             lead = stream.lead_seconds(now)
             lead_tokens = None if lead is None else lead / stream.token_seconds
-            window = stream.next_window(self.policy, self.policy.chunk_size(lead_tokens, chunk_pressure))
+            size = self.policy.chunk_size(lead_tokens, chunk_pressure, stream.backlog_tokens(self.policy))
+            window = stream.next_window(self.policy, size)
             if window is None:
                 continue
             if stream.ready_since is None:

@@ -54,22 +54,26 @@ class ChunkPolicy:
     def longest_window(self) -> int:
         return self.left_context_tokens + self.max_chunk_tokens + self.lookahead_tokens
 
-    def chunk_size(self, lead_tokens: float | None, pressure: float) -> int:
+    def chunk_size(self, lead_tokens: float | None, pressure: float, backlog_tokens: int = 0) -> int:
         """Tokens in a stream's next chunk.
 
         `lead_tokens` is the audio its client holds but has not played yet (None before the
-        first chunk); `pressure` in [0, 1] is how busy the device is. A chunk's tokens must all
-        arrive before it is decoded, so while the generator is at least real time a chunk no
-        longer than the client's lead is decoded before the client runs dry. An idle device
-        spends at most a quarter of the lead on one chunk, which keeps chunks near the first
-        size until the client holds seconds of audio; a busy device spends up to three quarters,
-        so chunks grow and their fixed context costs less per token. A stream that fell behind
-        gets first-size chunks, the quickest to arrive.
+        first chunk); `pressure` in [0, 1] is how busy the device is; `backlog_tokens` are
+        tokens already here beyond what has been decoded (lookahead excluded).
+
+        Waiting for a chunk's tokens must not outlast the client's buffer: while the generator
+        is at least real time, a chunk no longer than the lead arrives before the client runs
+        dry. An idle device waits for at most a quarter of the lead, which keeps chunks near the
+        first size until the client holds seconds of audio; a busy one for up to three
+        quarters, so chunks grow and their fixed context costs less per token. Tokens already
+        here cost no waiting, so a stream that has fallen behind its generator (the device is
+        saturated) decodes its whole backlog at once, up to the largest chunk: that is where
+        larger chunks save the most.
         """
         if lead_tokens is None:
             return self.first_chunk_tokens
         share = IDLE_LEAD_SHARE + pressure * (BUSY_LEAD_SHARE - IDLE_LEAD_SHARE)
-        wanted = min(lead_tokens * share, self.max_chunk_tokens)
+        wanted = min(max(lead_tokens * share, backlog_tokens), self.max_chunk_tokens)
         return max(s for s in self.sizes if s <= max(wanted, self.first_chunk_tokens))
 
 
@@ -131,6 +135,10 @@ class DecodeStream:
         if self.first_audio_at is None:
             return None
         return self.first_audio_at + self.decoded_tokens * self.token_seconds
+
+    def backlog_tokens(self, policy: ChunkPolicy) -> int:
+        """Tokens that could be decoded right now: here, not decoded, not needed as lookahead."""
+        return max(0, len(self.tokens) - self.decoded_tokens - policy.lookahead_tokens)
 
     def lead_seconds(self, now: float) -> float | None:
         """Audio the client holds but has not played yet; negative while it is starved."""
