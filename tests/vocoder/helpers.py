@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
+import hashlib
 import random
+from pathlib import Path
 
 import grpc
 import pytest
@@ -108,3 +111,22 @@ def refused(address: str, messages: list[vocoder_pb2.DecodeRequest]) -> grpc.Rpc
     with grpc.insecure_channel(address) as channel, pytest.raises(grpc.RpcError) as caught:
         list(vocoder_pb2_grpc.VocoderStub(channel).Decode(iter(messages), timeout=60))
     return caught.value
+
+
+def assert_equals_published_table(shapes: dict[str, tuple[int, ...]], sha256: str, table: str) -> None:
+    """`shapes` equal a published decode-key table (`specs/<table>`): always by the sha256 of
+    its sorted "name<TAB>shape" rows, and row by row where the specs are beside the checkout."""
+    rows = "\n".join(f"{name}\t{shape}" for name, shape in sorted(shapes.items()))
+    assert hashlib.sha256(rows.encode()).hexdigest() == sha256
+    candidates = [
+        Path(__file__).resolve().parents[2].parent / "shared" / "specs" / table,
+        Path("/work/shared/specs") / table,
+    ]
+    tsv = next((p for p in candidates if p.is_file()), None)
+    if tsv is not None:
+        published = {}
+        for line in tsv.read_text(encoding="utf-8").splitlines():
+            if line.strip() and not line.startswith("#"):
+                name, shape = line.split("\t")
+                published[name] = tuple(ast.literal_eval(shape))
+        assert shapes == published

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-import ast
-import hashlib
 import math
 import shutil
 from pathlib import Path
@@ -12,6 +10,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from tests.vocoder.helpers import assert_equals_published_table
 from voxserve.packs.tiny_bicodec import TINY_BICODEC_CONFIG
 from voxserve.vocoder.codecs.base import CodecInputError, VoiceConditioning
 from voxserve.vocoder.codecs.bicodec import (
@@ -27,10 +26,6 @@ from voxserve.vocoder.codecs.bicodec import (
 # sha256 of the published decode-path table (specs/bicodec-decode-keys.tsv): its "name<TAB>shape"
 # rows, sorted, joined by newlines. Lets the check run on a clone without the specs beside it.
 DECODE_KEYS_SHA256 = "fee86a259bcad19b04530ed47f75977752925d6ceab6b2191d3d1ae752e47e94"
-DECODE_KEYS_TSV_CANDIDATES = [
-    Path(__file__).resolve().parents[2] / "shared" / "specs" / "bicodec-decode-keys.tsv",
-    Path("/work/shared/specs/bicodec-decode-keys.tsv"),
-]
 
 
 def random_voice(seed: int) -> VoiceConditioning:
@@ -48,17 +43,7 @@ def random_tokens(batch: int, length: int, seed: int) -> torch.Tensor:
 def test_full_size_checkpoint_keys_and_shapes_equal_the_published_table() -> None:
     shapes = checkpoint_shapes(BiCodecConfig.full_size())
     assert len(shapes) == 319
-    rows = "\n".join(f"{name}\t{shape}" for name, shape in sorted(shapes.items()))
-    assert hashlib.sha256(rows.encode()).hexdigest() == DECODE_KEYS_SHA256
-
-    tsv = next((p for p in DECODE_KEYS_TSV_CANDIDATES if p.is_file()), None)
-    if tsv is not None:
-        published = {}
-        for line in tsv.read_text(encoding="utf-8").splitlines():
-            if line.strip() and not line.startswith("#"):
-                name, shape = line.split("\t")
-                published[name] = tuple(ast.literal_eval(shape))
-        assert shapes == published
+    assert_equals_published_table(shapes, DECODE_KEYS_SHA256, "bicodec-decode-keys.tsv")
 
 
 def test_meta_build_uses_no_memory() -> None:

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch import nn
 
 from voxserve.vocoder.codecs.bicodec.config import BiCodecConfig, BiCodecLoadError
-from voxserve.vocoder.codecs.bicodec.model import BiCodecDecoder, WNConv1d, WNConvTranspose1d
-
-_WEIGHT_NORMED = (WNConv1d, WNConvTranspose1d)
-_NEW_WN_SUFFIXES = {
-    "weight_g": "parametrizations.weight.original0",
-    "weight_v": "parametrizations.weight.original1",
-}
+from voxserve.vocoder.codecs.bicodec.model import BiCodecDecoder
+from voxserve.vocoder.codecs.checkpoint import LEGACY, CheckpointError, checkpoint_entries, load_state_dict
 
 
 def build_meta_decoder(config: BiCodecConfig) -> BiCodecDecoder:
@@ -26,22 +19,9 @@ def build_meta_decoder(config: BiCodecConfig) -> BiCodecDecoder:
         return BiCodecDecoder(config)
 
 
-def _checkpoint_entries(model: nn.Module) -> Iterator[tuple[str, str, tuple[int, ...]]]:
-    """(checkpoint key, parameter name, checkpoint shape) for every parameter of `model`."""
-    for module_name, module in model.named_modules():
-        for param_name, param in module.named_parameters(recurse=False):
-            full = f"{module_name}.{param_name}" if module_name else param_name
-            shape = tuple(param.shape)
-            if isinstance(module, _WEIGHT_NORMED) and param_name == "weight":
-                yield f"{module_name}.weight_g", full, (shape[0],) + (1,) * (len(shape) - 1)
-                yield f"{module_name}.weight_v", full, shape
-            else:
-                yield full, full, shape
-
-
 def checkpoint_shapes(config: BiCodecConfig) -> dict[str, tuple[int, ...]]:
     """Decode-path checkpoint key -> shape, weight-norm in the stored `weight_g`/`weight_v` form."""
-    return {key: shape for key, _, shape in _checkpoint_entries(build_meta_decoder(config))}
+    return {key: shape for key, _, shape in checkpoint_entries(build_meta_decoder(config))}
 
 
 def conv_chain(model: BiCodecDecoder) -> list[nn.Module]:
@@ -74,17 +54,6 @@ def receptive_field_tokens(model: BiCodecDecoder) -> int:
     return need
 
 
-def _fold_weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    v64 = v.to(torch.float64)
-    norm = torch.linalg.vector_norm(v64, dim=tuple(range(1, v.ndim)), keepdim=True)
-    return v64 * (g.to(torch.float64) / norm)
-
-
-def _listing(items: list[str], sep: str, limit: int = 20) -> str:
-    shown = sep.join(items[:limit])
-    return shown if len(items) <= limit else f"{shown}{sep}... ({len(items) - limit} more)"
-
-
 def load_decode_state_dict(
     path: str | Path, config: BiCodecConfig, *, dtype: torch.dtype = torch.float32, device: str = "cpu"
 ) -> dict[str, torch.Tensor]:
@@ -94,40 +63,14 @@ def load_decode_state_dict(
     the file (the encoder side) is ignored. Raises BiCodecLoadError naming missing or misshapen
     tensors.
     """
-    entries = list(_checkpoint_entries(build_meta_decoder(config)))
-    raw: dict[str, torch.Tensor] = {}
-    missing: list[str] = []
-    mismatched: list[str] = []
-    with safe_open(str(path), framework="pt", device="cpu") as f:
-        available = set(f.keys())
-        for key, _, shape in entries:
-            source = key
-            prefix, _, suffix = key.rpartition(".")
-            if key not in available and suffix in _NEW_WN_SUFFIXES:
-                source = f"{prefix}.{_NEW_WN_SUFFIXES[suffix]}"
-            if source not in available:
-                missing.append(key)
-                continue
-            found = tuple(f.get_slice(source).get_shape())
-            if found != shape:
-                mismatched.append(f"{source}: expected {shape}, found {found}")
-                continue
-            raw[key] = f.get_tensor(source)
-    if missing or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing tensor(s): {_listing(missing, ', ')}")
-        if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatch(es): {_listing(mismatched, '; ')}")
-        raise BiCodecLoadError(f"BiCodec checkpoint {path}: " + " | ".join(parts))
-
-    state: dict[str, torch.Tensor] = {}
-    for key, param_name, _ in entries:
-        if key.endswith(".weight_g"):
-            continue
-        if key.endswith(".weight_v"):
-            tensor = _fold_weight_norm(raw[key.removesuffix("_v") + "_g"], raw[key])
-        else:
-            tensor = raw[key]
-        state[param_name] = tensor.to(device=device, dtype=dtype)
-    return state
+    try:
+        return load_state_dict(
+            path,
+            build_meta_decoder(config),
+            naming=LEGACY,
+            dtype=dtype,
+            device=device,
+            label="BiCodec checkpoint",
+        )
+    except CheckpointError as exc:
+        raise BiCodecLoadError(str(exc)) from exc

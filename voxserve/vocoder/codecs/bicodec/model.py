@@ -18,19 +18,12 @@ from voxserve.vocoder.codecs.bicodec.config import (
     SpeakerEncoderConfig,
     WaveGeneratorConfig,
 )
+from voxserve.vocoder.codecs.checkpoint import WNConv1d, WNConvTranspose1d
 
 LAYER_NORM_EPS = 1e-6
 PRENET_SAMPLING_LAYERS = 2
 """ConvNeXt layers in each `prenet.downsample.i` backbone (fixed upstream, not in the config)."""
 RESIDUAL_DILATIONS = (1, 3, 9)
-
-
-class WNConv1d(nn.Conv1d):
-    """A Conv1d whose checkpoint tensors are weight-normed (`weight_g`, `weight_v`)."""
-
-
-class WNConvTranspose1d(nn.ConvTranspose1d):
-    """A ConvTranspose1d whose checkpoint tensors are weight-normed (`weight_g`, `weight_v`)."""
 
 
 class Snake1d(nn.Module):

@@ -1,0 +1,1 @@
+"""S3Gen: speech tokens -> mel (conformer encoder + conditional flow matching) -> 24 kHz (HiFT)."""
