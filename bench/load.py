@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -70,6 +70,53 @@ class LoadResult:
         return cls([StreamRecord.from_dict(r) for r in data["records"]], data["wall_seconds"])
 
 
+async def closed_loop(
+    concurrency: int,
+    claim: Callable[[], int | None],
+    run_one: Callable[[int, int, int], Awaitable[StreamRecord]],
+) -> list[StreamRecord]:
+    """`concurrency` clients; each takes the next index from `claim()` and runs
+    `run_one(index, client, turn)`, until `claim()` says None. Records sorted by index."""
+    records: list[StreamRecord] = []
+
+    async def client(number: int) -> None:
+        turn = 0
+        while (index := claim()) is not None:
+            records.append(await run_one(index, number, turn))
+            turn += 1
+
+    await asyncio.gather(*(client(n) for n in range(concurrency)))
+    return sorted(records, key=lambda r: r.request)
+
+
+def record_from_arrivals(
+    arrivals: Sequence[tuple[float, int]],
+    sample_rate: int,
+    *,
+    started: float,
+    ended: float,
+    run_start: float,
+    **fields: Any,
+) -> StreamRecord:
+    """A stream's record from its audio arrivals ((seconds after `started`, samples), in order):
+    TTFA, audio length, real-time factor and playback underruns; `fields` give the rest."""
+    samples = sum(n for _, n in arrivals)
+    audio_seconds = samples / sample_rate if sample_rate else 0.0
+    total = ended - started
+    playback = underruns(arrivals, sample_rate) if sample_rate else None
+    return StreamRecord(
+        start_seconds=started - run_start,
+        ttfa_seconds=next((t for t, n in arrivals if n > 0), None),
+        total_seconds=total,
+        audio_seconds=audio_seconds,
+        real_time_factor=total / audio_seconds if audio_seconds else None,
+        underruns=playback.count if playback else 0,
+        underrun_wait_ms=playback.wait_seconds * 1000 if playback else 0.0,
+        samples=samples,
+        **fields,
+    )
+
+
 async def run_load(
     address: str,
     concurrency: int,
@@ -93,7 +140,6 @@ async def run_load(
     if not texts:
         raise ValueError("no texts")
 
-    records: list[StreamRecord] = []
     next_request = 0
 
     async with grpc.aio.insecure_channel(address) as channel:
@@ -113,25 +159,19 @@ async def run_load(
             next_request += 1
             return index
 
-        async def client(number: int) -> None:
-            turn = 0
-            while (index := claim()) is not None:
-                text = pick(texts, number, turn)
-                turn += 1
-                sampling = generator_pb2.SamplingParams(seed=seed_base + index)
-                if max_tokens is not None:
-                    sampling.max_tokens = max_tokens
-                request = speech_pb2.SynthesizeRequest(
-                    text=text.text, voice=voice, encoding=speech_pb2.PCM16, sampling=sampling
-                )
-                records.append(
-                    await _one_stream(stub, request, timeout, run_start, index, number, text, concurrency)
-                )
+        async def one(index: int, number: int, turn: int) -> StreamRecord:
+            text = pick(texts, number, turn)
+            sampling = generator_pb2.SamplingParams(seed=seed_base + index)
+            if max_tokens is not None:
+                sampling.max_tokens = max_tokens
+            request = speech_pb2.SynthesizeRequest(
+                text=text.text, voice=voice, encoding=speech_pb2.PCM16, sampling=sampling
+            )
+            return await _one_stream(stub, request, timeout, run_start, index, number, text, concurrency)
 
-        await asyncio.gather(*(client(n) for n in range(concurrency)))
+        records = await closed_loop(concurrency, claim, one)
         wall = time.perf_counter() - run_start
 
-    records.sort(key=lambda r: r.request)
     return LoadResult(records=records, wall_seconds=wall)
 
 
@@ -164,26 +204,17 @@ async def _one_stream(
                 summary = response.summary
     except grpc.aio.AioRpcError as exc:
         error = f"{exc.code().name}: {exc.details()}"
-    total = time.perf_counter() - started
-
-    samples = sum(n for _, n in arrivals)
-    first_audio = next((t for t, n in arrivals if n > 0), None)
-    audio_seconds = samples / sample_rate if sample_rate else 0.0
-    playback = underruns(arrivals, sample_rate) if sample_rate else None
-    return StreamRecord(
+    return record_from_arrivals(
+        arrivals,
+        sample_rate,
+        started=started,
+        ended=time.perf_counter(),
+        run_start=run_start,
         request=index,
         client=client,
         text_id=text.id,
         kind=text.kind,
         concurrency=concurrency,
-        start_seconds=started - run_start,
-        ttfa_seconds=first_audio,
-        total_seconds=total,
-        audio_seconds=audio_seconds,
-        real_time_factor=total / audio_seconds if audio_seconds else None,
-        underruns=playback.count if playback else 0,
-        underrun_wait_ms=playback.wait_seconds * 1000 if playback else 0.0,
-        samples=samples,
         server_first_audio_seconds=summary.first_audio_seconds,
         server_semantic_tokens=summary.semantic_tokens,
         server_samples=summary.samples,

@@ -30,8 +30,7 @@ from pathlib import Path
 
 import grpc
 
-from bench.load import CONNECT_TIMEOUT_SECONDS, LoadResult, StreamRecord
-from bench.playback import underruns
+from bench.load import CONNECT_TIMEOUT_SECONDS, LoadResult, StreamRecord, closed_loop, record_from_arrivals
 from bench.report import (
     BenchRun,
     LevelSummary,
@@ -146,58 +145,47 @@ async def one_stream(
     except grpc.aio.AioRpcError as exc:
         error = f"{exc.code().name}: {exc.details()}"
         writer.cancel()
-    total = time.perf_counter() - started
-    samples = sum(n for _, n in arrivals)
-    audio_seconds = samples / sample_rate if sample_rate else 0.0
-    playback = underruns(arrivals, sample_rate) if sample_rate else None
-    return StreamRecord(
+    return record_from_arrivals(
+        arrivals,
+        sample_rate,
+        started=started,
+        ended=time.perf_counter(),
+        run_start=run_start,
         request=index,
         client=client,
         text_id=f"tokens-{settings.tokens}",
         kind="vocoder-tier",
         concurrency=concurrency,
-        start_seconds=started - run_start,
-        ttfa_seconds=next((t for t, n in arrivals if n > 0), None),
-        total_seconds=total,
-        audio_seconds=audio_seconds,
-        real_time_factor=total / audio_seconds if audio_seconds else None,
-        underruns=playback.count if playback else 0,
-        underrun_wait_ms=playback.wait_seconds * 1000 if playback else 0.0,
-        samples=samples,
         server_first_audio_seconds=0.0,
         server_semantic_tokens=settings.tokens,
-        server_samples=samples,
+        server_samples=sum(n for _, n in arrivals),
         error=error,
     )
 
 
 async def run_tier_load(address: str, concurrency: int, settings: TierSettings, streams: int) -> LoadResult:
     """`concurrency` closed-loop clients until `streams` streams have been started."""
-    records: list[StreamRecord] = []
     next_index = 0
+
+    def claim() -> int | None:
+        nonlocal next_index
+        if next_index >= streams:
+            return None
+        next_index += 1
+        return next_index - 1
+
     async with grpc.aio.insecure_channel(address) as channel:
         await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_SECONDS)
         stub = vocoder_pb2_grpc.VocoderStub(channel)
         run_start = time.perf_counter()
 
-        async def client(number: int) -> None:
-            nonlocal next_index
-            while next_index < streams:
-                index, next_index = next_index, next_index + 1
-                records.append(
-                    await one_stream(
-                        stub,
-                        settings,
-                        index=index,
-                        client=number,
-                        concurrency=concurrency,
-                        run_start=run_start,
-                    )
-                )
+        async def one(index: int, number: int, turn: int) -> StreamRecord:
+            return await one_stream(
+                stub, settings, index=index, client=number, concurrency=concurrency, run_start=run_start
+            )
 
-        await asyncio.gather(*(client(n) for n in range(concurrency)))
+        records = await closed_loop(concurrency, claim, one)
         wall = time.perf_counter() - run_start
-    records.sort(key=lambda r: r.request)
     return LoadResult(records=records, wall_seconds=wall)
 
 
