@@ -12,16 +12,12 @@ from safetensors.torch import load_file, save_file
 
 from tests.vocoder.helpers import assert_equals_published_table
 from voxserve.vocoder.codecs.checkpoint import LEGACY, PARAMETRIZED, checkpoint_entries, load_state_dict
-from voxserve.vocoder.codecs.s3gen.config import FULL, TINY, S3GenConfig
+from voxserve.vocoder.codecs.s3gen.checkpoint import meta_model
+from voxserve.vocoder.codecs.s3gen.config import FULL, TINY
 from voxserve.vocoder.codecs.s3gen.flow import S3Gen
 
 # sha256 of the published decode-path table's sorted "name<TAB>shape" rows.
 DECODE_KEYS_SHA256 = "b39b3b4af133fb261a2d8b468cfae1bffbcd146e1a1693c7dc943a6077408a3e"
-
-
-def meta_model(config: S3GenConfig) -> S3Gen:
-    with torch.device("meta"):
-        return S3Gen(config)
 
 
 def test_full_size_names_and_shapes_equal_the_published_table() -> None:

@@ -1,0 +1,86 @@
+"""An S3Gen voice: prompt speech tokens, their mel (two frames per token) and an x-vector,
+stored as a safetensors file the voice registry points to.
+
+Enrolling a voice from reference audio needs the S3 speech tokenizer and the CAMPPlus x-vector
+model (`tokenizer.*` and `speaker_encoder.*` in upstream checkpoints); `S3Voice` is what that
+enrolment produces, so it can be added without touching decoding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from voxserve.vocoder.codecs.base import CodecInputError
+from voxserve.vocoder.codecs.s3gen.config import FlowConfig
+
+KEYS = ("prompt_tokens", "prompt_mel", "xvector")
+
+
+@dataclass(frozen=True)
+class S3Voice:
+    prompt_tokens: torch.Tensor  # int64 [P]
+    prompt_mel: torch.Tensor  # float32 [2P, 80]
+    xvector: torch.Tensor  # float32 [192]
+
+    def validate(self, config: FlowConfig, max_prompt_tokens: int = 1500) -> None:
+        """Raise CodecInputError naming the field and the limit."""
+        p = self.prompt_tokens
+        if p.ndim != 1 or p.dtype not in (torch.int32, torch.int64):
+            raise CodecInputError(
+                f"voice prompt_tokens must be a 1-D integer tensor, got {tuple(p.shape)} {p.dtype}"
+            )
+        if p.numel() > max_prompt_tokens:
+            raise CodecInputError(
+                f"voice prompt_tokens has {p.numel()} tokens; the limit is {max_prompt_tokens}"
+            )
+        if p.numel() and not (0 <= int(p.min()) and int(p.max()) < config.vocab_size):
+            raise CodecInputError(f"voice prompt_tokens must lie in [0, {config.vocab_size})")
+        frames = config.token_mel_ratio * p.numel()
+        if tuple(self.prompt_mel.shape) != (frames, config.mel_bins):
+            raise CodecInputError(
+                f"voice prompt_mel has shape {tuple(self.prompt_mel.shape)}; "
+                f"expected ({frames}, {config.mel_bins}): {config.token_mel_ratio} frames per prompt token"
+            )
+        if tuple(self.xvector.shape) != (config.speaker_dim,):
+            raise CodecInputError(
+                f"voice xvector has shape {tuple(self.xvector.shape)}; expected ({config.speaker_dim},)"
+            )
+        if not (torch.isfinite(self.prompt_mel).all() and torch.isfinite(self.xvector).all()):
+            raise CodecInputError("voice prompt_mel and xvector must be finite")
+
+    def save(self, path: str | Path) -> None:
+        save_file(
+            {
+                "prompt_tokens": self.prompt_tokens.to(torch.int64).contiguous(),
+                "prompt_mel": self.prompt_mel.to(torch.float32).contiguous(),
+                "xvector": self.xvector.to(torch.float32).contiguous(),
+            },
+            str(path),
+        )
+
+    @classmethod
+    def load(cls, path: str | Path, config: FlowConfig) -> S3Voice:
+        try:
+            tensors = load_file(str(path))
+        except (OSError, ValueError) as exc:
+            raise CodecInputError(f"voice file {path}: {exc}") from exc
+        missing = [k for k in KEYS if k not in tensors]
+        if missing:
+            raise CodecInputError(f"voice file {path} lacks {', '.join(missing)}")
+        voice = cls(tensors["prompt_tokens"], tensors["prompt_mel"], tensors["xvector"])
+        voice.validate(config)
+        return voice
+
+    @classmethod
+    def random(cls, config: FlowConfig, prompt_tokens: int, seed: int) -> S3Voice:
+        """A random voice for small packs and tests."""
+        g = torch.Generator().manual_seed(seed)
+        return cls(
+            torch.randint(0, config.vocab_size, (prompt_tokens,), generator=g),
+            torch.randn(config.token_mel_ratio * prompt_tokens, config.mel_bins, generator=g) * 0.5 - 5.0,
+            torch.randn(config.speaker_dim, generator=g),
+        )
