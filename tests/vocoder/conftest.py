@@ -7,6 +7,8 @@ import torch
 
 from voxserve.packs.tiny_bicodec import write_tiny_bicodec
 from voxserve.vocoder.codecs.bicodec import BiCodec
+from voxserve.vocoder.codecs.s3gen.config import TINY as TINY_S3GEN
+from voxserve.vocoder.codecs.s3gen.flow import S3Gen
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +26,14 @@ def tiny_bicodec(tiny_bicodec_pack: Path) -> BiCodec:
 @pytest.fixture(scope="session")
 def tiny_bicodec64(tiny_bicodec_pack: Path) -> BiCodec:
     return BiCodec.from_pack(tiny_bicodec_pack, dtype=torch.float64)
+
+
+@pytest.fixture(scope="session")
+def tiny_s3gen() -> S3Gen:
+    """A small S3Gen with random weights of a modest scale (in eval mode)."""
+    model = S3Gen(TINY_S3GEN).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+    return model

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -57,16 +56,6 @@ def test_both_weight_norm_namings_load_to_the_same_weights(tmp_path: Path) -> No
     assert torch.allclose(norms, g.double().abs().flatten(), rtol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def tiny_model() -> S3Gen:
-    torch.manual_seed(0)
-    model = S3Gen(TINY).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.normal_(0, 0.05)
-    return model
-
-
 def _inputs(tokens: int, prompt: int, seed: int) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     total = prompt + tokens
@@ -80,12 +69,12 @@ def _inputs(tokens: int, prompt: int, seed: int) -> dict[str, torch.Tensor]:
 
 
 @torch.inference_mode()
-def test_tokens_give_two_mel_frames_each_and_960_samples_per_token(tiny_model: S3Gen) -> None:
+def test_tokens_give_two_mel_frames_each_and_960_samples_per_token(tiny_s3gen: S3Gen) -> None:
     x = _inputs(tokens=12, prompt=5, seed=1)
-    mel = tiny_model.flow(**x)
+    mel = tiny_s3gen.flow(**x)
     assert mel.shape == (1, 80, 2 * 17) and torch.isfinite(mel).all()
     new = mel[:, :, 2 * 5 :]
-    hift = tiny_model.mel2wav
+    hift = tiny_s3gen.mel2wav
     harmonics = TINY.hift.harmonics + 1
     length = new.shape[-1] * 480
     source = hift.source(
@@ -97,7 +86,7 @@ def test_tokens_give_two_mel_frames_each_and_960_samples_per_token(tiny_model: S
 
 
 @torch.inference_mode()
-def test_a_right_padded_row_equals_the_same_row_alone(tiny_model: S3Gen) -> None:
+def test_a_right_padded_row_equals_the_same_row_alone(tiny_s3gen: S3Gen) -> None:
     short, long = _inputs(tokens=9, prompt=4, seed=2), _inputs(tokens=20, prompt=4, seed=3)
     pad = long["tokens"].shape[1] - short["tokens"].shape[1]
     batch = {
@@ -107,20 +96,20 @@ def test_a_right_padded_row_equals_the_same_row_alone(tiny_model: S3Gen) -> None
         "xvector": torch.cat([short["xvector"], long["xvector"]]),
         "noise": torch.cat([torch.nn.functional.pad(short["noise"], (0, 2 * pad)), long["noise"]]),
     }
-    together = tiny_model.flow(**batch)
-    alone = tiny_model.flow(**short)
+    together = tiny_s3gen.flow(**batch)
+    alone = tiny_s3gen.flow(**short)
     frames = alone.shape[-1]
     assert torch.max(torch.abs(together[0, :, :frames] - alone[0])) <= 1e-4
-    assert torch.max(torch.abs(together[1] - tiny_model.flow(**long)[0])) <= 1e-4
+    assert torch.max(torch.abs(together[1] - tiny_s3gen.flow(**long)[0])) <= 1e-4
 
 
 @torch.inference_mode()
-def test_guidance_changes_the_mel(tiny_model: S3Gen) -> None:
+def test_guidance_changes_the_mel(tiny_s3gen: S3Gen) -> None:
     x = _inputs(tokens=8, prompt=3, seed=4)
-    guided = tiny_model.flow(**x)
-    tiny_model.flow.decoder.config = dataclasses.replace(TINY.flow, guidance_rate=0.0)
+    guided = tiny_s3gen.flow(**x)
+    tiny_s3gen.flow.decoder.config = dataclasses.replace(TINY.flow, guidance_rate=0.0)
     try:
-        unguided = tiny_model.flow(**x)
+        unguided = tiny_s3gen.flow(**x)
     finally:
-        tiny_model.flow.decoder.config = TINY.flow
+        tiny_s3gen.flow.decoder.config = TINY.flow
     assert torch.max(torch.abs(guided - unguided)) > 1e-3
