@@ -200,9 +200,15 @@ async def test_a_failure_while_forming_batches_fails_those_streams_only(
 
 
 def _ready_stream(
-    scheduler: Scheduler, *, decoded: int, first_audio_at: float | None, created: float, tokens: int = 400
+    scheduler: Scheduler,
+    *,
+    decoded: int,
+    first_audio_at: float | None,
+    created: float,
+    tokens: int = 400,
+    conditioning: torch.Tensor | None = None,
 ) -> DecodeStream:
-    stream = scheduler.register(torch.zeros(4))
+    stream = scheduler.register(torch.zeros(4) if conditioning is None else conditioning)
     stream.append([0] * tokens)
     stream.decoded_tokens = decoded
     stream.first_audio_at = first_audio_at
@@ -294,6 +300,34 @@ async def test_host_load_makes_the_device_busy(tiny_bicodec: BiCodec, policy: Ch
     stream.ready_since = None
     host["load"] = 1.0  # now the stream waits for a 40-token chunk
     assert scheduler.ready_work(now) == []
+
+
+async def test_a_stream_waiting_for_a_larger_chunk_is_decoded_as_its_lead_runs_down(
+    tiny_bicodec: BiCodec, policy: ChunkPolicy
+) -> None:
+    """No token arrives to wake the scheduler, yet the chunk a stream waits for shrinks with its
+    client's lead; the scheduler looks again by itself."""
+    scheduler = Scheduler(tiny_bicodec, policy)
+    now = time.monotonic()
+    # Idle: a chunk may take a quarter of the lead. 160.5 tokens of lead wants 40 tokens, but
+    # only 30 are decodable; about 20 ms later the lead wants less than 40, and 20 are there.
+    lead_tokens, decoded = 160.5, 200
+    stream = _ready_stream(
+        scheduler,
+        decoded=decoded,
+        first_audio_at=now - (decoded - lead_tokens) * 0.02,
+        created=now - 5,
+        tokens=decoded + 30 + policy.lookahead_tokens,
+        conditioning=tiny_bicodec.condition(voice(1)),
+    )
+    assert scheduler.ready_work(now) == []
+    stream.ready_since = None
+    scheduler.start()
+    try:
+        chunk = await asyncio.wait_for(stream.outbox.get(), 5)
+    finally:
+        await scheduler.stop()
+    assert isinstance(chunk, Chunk) and chunk.samples.numel() == 20 * 320
 
 
 def test_limits_are_checked(tiny_bicodec: BiCodec, policy: ChunkPolicy) -> None:

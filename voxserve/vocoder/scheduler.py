@@ -35,6 +35,10 @@ log = get_logger(__name__)
 # Device load (busy fraction of the last second) at which chunks start to grow, and at which
 # they reach the largest size.
 LOAD_LOW, LOAD_HIGH = 0.25, 0.75
+# While some stream holds decodable tokens it is not yet decoding (it waits for a larger chunk),
+# look again this often: its lead shrinks with time alone, and so does the chunk it waits for,
+# even when no new token arrives to wake the scheduler.
+RECHECK_SECONDS = 0.02
 
 
 class StreamLimitReached(Exception):
@@ -169,9 +173,19 @@ class Scheduler:
                 metrics.QUEUE_WAIT_SECONDS.observe(now - work.stream.ready_since)
         return Batch.from_requests([work.window for work in taken], self._streams)
 
+    def _waiting_with_backlog(self) -> bool:
+        return any(
+            not (s.in_flight or s.finished) and s.backlog_tokens(self.policy) > 0
+            for s in self._streams.values()
+        )
+
     async def _run(self) -> None:
         while True:
-            await self._wake.wait()
+            timeout = RECHECK_SECONDS if self._waiting_with_backlog() else None
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                pass
             self._wake.clear()
             try:
                 while (batch := self.next_batch(time.monotonic())) is not None:
