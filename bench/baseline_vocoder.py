@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import torch
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from bench.baseline import SeedDecodeLoop
 from voxserve.common.status import InvalidArgument
@@ -64,8 +65,6 @@ async def serve(pack: Path, port: int, device: str, window_tokens: int | None) -
     codec = BiCodec.from_pack(pack, device=device)
     server = grpc.aio.server()
     vocoder_pb2_grpc.add_VocoderServicer_to_server(BaselineVocoderServicer(codec, window_tokens), server)
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.add_insecure_port(f"127.0.0.1:{port}")

@@ -59,6 +59,27 @@ class BenchSettings:
 
 
 @contextlib.contextmanager
+def serving_process(
+    command: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[str]:
+    """Run `command` (a gRPC server on 127.0.0.1:`port`) until it reports SERVING; yield its
+    address; terminate it afterwards (kill if it has not exited within 30 s)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=env)
+        try:
+            wait_serving(f"127.0.0.1:{port}", SERVICE_START_TIMEOUT, process)
+            yield f"127.0.0.1:{port}"
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@contextlib.contextmanager
 def running_system(name: str, pack: Pack, settings: BenchSettings, log_dir: Path) -> Iterator[str]:
     """Start a system on free local ports; yield its Speech address; stop it afterwards."""
     if name in ("voxserve", "voxserve-bs1"):
@@ -80,19 +101,8 @@ def running_system(name: str, pack: Pack, settings: BenchSettings, log_dir: Path
     command += ["--device", settings.device, "--torch-threads", str(VocoderConfig().torch_threads)]
     if settings.baseline_window_tokens:
         command += ["--window-tokens", str(settings.baseline_window_tokens)]
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / "baseline.log", "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log)
-        try:
-            wait_serving(f"127.0.0.1:{port}", SERVICE_START_TIMEOUT, process)
-            yield f"127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serving_process(command, port, log_dir / "baseline.log") as address:
+        yield address
 
 
 def measure_system(address: str, texts: Sequence[Text], settings: BenchSettings) -> list[LevelSummary]:

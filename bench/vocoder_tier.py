@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import os
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -41,9 +40,9 @@ from bench.report import (
     summarize,
     write_json,
 )
-from bench.runner import SERVICE_START_TIMEOUT, format_level
+from bench.runner import format_level, serving_process
 from voxserve.packs.pack import Pack
-from voxserve.stack import free_port, wait_serving
+from voxserve.stack import free_port
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.config import VocoderConfig
 
@@ -88,19 +87,8 @@ def running_vocoder(name: str, pack: Pack, settings: TierSettings, log_dir: Path
         command += ["--torch-threads", str(VocoderConfig().torch_threads)]
     else:
         raise ValueError(f"system {name!r} is unknown; systems: {', '.join(SYSTEMS)}")
-    log_dir.mkdir(parents=True, exist_ok=True)
-    with open(log_dir / f"vocoder-tier-{name}.log", "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log, env=env)
-        try:
-            wait_serving(f"127.0.0.1:{port}", SERVICE_START_TIMEOUT, process)
-            yield f"127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with serving_process(command, port, log_dir / f"vocoder-tier-{name}.log", env) as address:
+        yield address
 
 
 async def one_stream(

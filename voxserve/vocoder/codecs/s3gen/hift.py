@@ -7,7 +7,9 @@ a caller can make a stream's audio a pure function of its seed and sample positi
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 
 import torch
 import torch.nn.functional as F
@@ -119,7 +121,9 @@ class HiFT(nn.Module):
         )
         stft_channels = c.n_fft + 2
         # Each stage's source input is the STFT of the excitation brought to that stage's rate.
-        down_rates = list(reversed(list(_cumprod([1, *reversed(c.upsample_rates[1:])]))))
+        down_rates = list(
+            reversed(list(itertools.accumulate([1, *reversed(c.upsample_rates[1:])], operator.mul)))
+        )
         self.source_downs = nn.ModuleList()
         self.source_resblocks = nn.ModuleList()
         for i, (rate, k, dilations) in enumerate(
@@ -179,11 +183,3 @@ class HiFT(nn.Module):
             window=window,
         )
         return wave.clamp(-c.audio_limit, c.audio_limit)
-
-
-def _cumprod(values: list[int]) -> list[int]:
-    out, product = [], 1
-    for v in values:
-        product *= v
-        out.append(product)
-    return out
