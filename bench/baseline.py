@@ -270,9 +270,10 @@ class MonolithicRunner:
         seed: int,
         stats: SegmentStats,
         deadline_seconds: float | None = None,
+        s3_prompt: vocoder_pb2.S3Prompt | None = None,
     ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
         """Audio chunks of one segment; `seed` is unused (BiCodec decoding is deterministic)."""
-        if codec != self.codec.name:
+        if codec != self.codec.name or s3_prompt is not None:
             raise UpstreamError(
                 "vocoder",
                 grpc.StatusCode.INVALID_ARGUMENT,

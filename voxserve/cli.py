@@ -22,7 +22,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from voxserve.packs.pack import write_random_pack
 
     size = getattr(args, "size", "tiny")
-    pack = write_random_pack(Path(args.dir), size, seed=args.seed)
+    pack = write_random_pack(Path(args.dir), size, seed=args.seed, family=args.family)
     print(f"wrote {size} random {pack.family} pack to {pack.root}")
     return 0
 
@@ -99,11 +99,35 @@ def _say(address: str, text: str, voice: str, out: Path, seed: int, max_tokens: 
     _print_synthesis(result, out)
 
 
+def _say_on_local_stack(
+    pack: Path, log_dir: Path, text: str, voice: str, out: Path, seed: int, max_tokens: int | None
+) -> None:
+    """Start the three services on `pack`, speak `text` through them, stop them."""
+    from voxserve.stack import LocalStack, Ports
+
+    print(f"model pack: {pack}")
+    started = time.monotonic()
+    with LocalStack(pack, Ports.free(), log_dir=log_dir) as stack:
+        print(f"services ready in {time.monotonic() - started:.1f} s (logs in {log_dir})")
+        _say(stack.ports.address("gateway"), text, voice, out, seed, max_tokens)
+
+
 def cmd_say(args: argparse.Namespace) -> int:
     import grpc
 
     try:
-        _say(args.address, args.text, args.voice, Path(args.output), args.seed, args.max_tokens)
+        if args.pack is not None:
+            _say_on_local_stack(
+                _pack(args),
+                Path(args.log_dir),
+                args.text,
+                args.voice,
+                Path(args.output),
+                args.seed,
+                args.max_tokens,
+            )
+        else:
+            _say(args.address, args.text, args.voice, Path(args.output), args.seed, args.max_tokens)
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
         return 1
@@ -111,15 +135,9 @@ def cmd_say(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from voxserve.stack import LocalStack, Ports
-
-    pack = _pack(args)
-    print(f"model pack: {pack}")
-    ports = Ports.free()
-    started = time.monotonic()
-    with LocalStack(pack, ports, log_dir=Path(args.log_dir)) as stack:
-        print(f"services ready in {time.monotonic() - started:.1f} s (logs in {args.log_dir})")
-        _say(stack.ports.address("gateway"), args.text, args.voice, Path(args.output), 0, args.max_tokens)
+    _say_on_local_stack(
+        _pack(args), Path(args.log_dir), args.text, args.voice, Path(args.output), 0, args.max_tokens
+    )
     return 0
 
 
@@ -151,12 +169,18 @@ def parser() -> argparse.ArgumentParser:
 
     pk = sub.add_parser("pack", help="write a model pack")
     pk_sub = pk.add_subparsers(dest="kind", required=True)
-    tiny = pk_sub.add_parser("tiny", help="a tiny random pack in the Spark-TTS-0.5B layout")
-    rnd = pk_sub.add_parser("random", help="a random pack in the Spark-TTS-0.5B layout, tiny or full size")
+    tiny = pk_sub.add_parser("tiny", help="a tiny random pack in its family's upstream layout")
+    rnd = pk_sub.add_parser("random", help="a random pack in its family's upstream layout, tiny or full size")
     rnd.add_argument("--size", choices=["tiny", "full"], default="tiny")
     for sp in (tiny, rnd):
         sp.add_argument("dir")
         sp.add_argument("--seed", type=int, default=1234)
+        sp.add_argument(
+            "--family",
+            choices=["spark", "s3"],
+            default="spark",
+            help="spark: Spark-TTS (LLM/ + BiCodec/); s3: speech-token LM + S3Gen vocoder (24 kHz)",
+        )
         sp.set_defaults(func=cmd_pack)
 
     sv = sub.add_parser("serve", help="run one service in the foreground (config from VOXSERVE_* variables)")
@@ -180,13 +204,18 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument("text")
             sp.add_argument("--address", default="127.0.0.1:50051", help="gateway address")
             sp.add_argument("--seed", type=int, default=0)
+            sp.add_argument(
+                "--pack", type=Path, default=None, help="start the services on this pack for this one text"
+            )
         else:
             sp.add_argument("--text", default=DEMO_TEXT)
             sp.add_argument("--pack", type=Path, default=None)
-            sp.add_argument("--log-dir", default=".voxserve/logs")
+        sp.add_argument("--log-dir", default=".voxserve/logs")
         sp.add_argument("-o", "--output", default="demo.wav" if name == "demo" else "out.wav")
         sp.add_argument("--voice", default="default")
-        sp.add_argument("--max-tokens", type=int, default=None, help="cap on semantic tokens (50 per second)")
+        sp.add_argument(
+            "--max-tokens", type=int, default=None, help="cap on speech tokens (spark: 50 per second, s3: 25)"
+        )
         sp.set_defaults(func=cmd_say if name == "say" else cmd_demo)
 
     # Listed for --help only: main() hands `voxserve bench ...` to the bench package whole.

@@ -15,6 +15,8 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from voxserve.packs.pack import Pack
+
 SERVICES = ("generator", "vocoder", "gateway")
 
 
@@ -82,6 +84,9 @@ class LocalStack:
         if service == "gateway":
             env[f"{prefix}GENERATOR_ADDRESS"] = self.ports.address("generator")
             env[f"{prefix}VOCODER_ADDRESS"] = self.ports.address("vocoder")
+            voices = Pack.open(self.pack).voices_file
+            if voices is not None:  # the pack's own voices (an s3 pack's prompt voices)
+                env[f"{prefix}VOICES_FILE"] = str(voices)
         else:
             env[f"{prefix}PACK"] = str(self.pack)
         env.update(self.env)

@@ -6,6 +6,7 @@ import ast
 import asyncio
 import hashlib
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
-from voxserve.vocoder.codecs.base import VoiceConditioning
+from voxserve.vocoder.codecs.base import DecodeRow, VoiceConditioning
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.scheduler import Scheduler
 from voxserve.vocoder.stream import Chunk
@@ -42,11 +43,14 @@ class RecordingCodec:
     def condition(self, voice: VoiceConditioning) -> torch.Tensor:
         return self.inner.condition(voice)
 
-    def decode(self, tokens: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
-        self.shapes.append((tokens.shape[0], tokens.shape[1]))
+    def open_stream(self, conditioning: torch.Tensor, seed: int) -> None:
+        return self.inner.open_stream(conditioning, seed)
+
+    def decode_windows(self, rows: Sequence[DecodeRow]) -> list[torch.Tensor]:
+        self.shapes.append((len(rows), rows[0].window.length))
         if self.fail:
             raise RuntimeError("device lost")
-        return self.inner.decode(tokens, conditioning)
+        return self.inner.decode_windows(rows)
 
 
 def voice(seed: int) -> VoiceConditioning:

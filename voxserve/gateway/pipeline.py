@@ -19,7 +19,7 @@ import grpc
 from voxserve.common.request_id import outgoing_metadata
 from voxserve.v1 import generator_pb2, generator_pb2_grpc, vocoder_pb2, vocoder_pb2_grpc
 
-CODEC_OF_FAMILY = {"spark": "bicodec"}
+CODEC_OF_FAMILY = {"spark": "bicodec", "s3": "s3gen"}
 
 
 class UpstreamError(Exception):
@@ -53,6 +53,7 @@ class SegmentRunner(Protocol):
         seed: int,
         stats: SegmentStats,
         deadline_seconds: float | None = None,
+        s3_prompt: vocoder_pb2.S3Prompt | None = None,
     ) -> AsyncIterator[vocoder_pb2.AudioChunk]: ...
 
 
@@ -69,8 +70,13 @@ async def run_segment(
     seed: int,
     stats: SegmentStats,
     deadline_seconds: float | None = None,
+    s3_prompt: vocoder_pb2.S3Prompt | None = None,
 ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
-    """Audio chunks of one segment; `deadline_seconds`: the caller's remaining deadline, passed upstream."""
+    """Audio chunks of one segment; `deadline_seconds`: the caller's remaining deadline, passed upstream.
+
+    A voice known in advance (`s3_prompt`) opens the vocoder stream at once, while the generator
+    is still reading the prompt; a spark stream opens when the generator sends its global ids.
+    """
     metadata = outgoing_metadata()
     gen_call = generator.Generate(request, metadata=metadata, timeout=deadline_seconds)
     voc_call = vocoder.Decode(metadata=metadata, timeout=deadline_seconds)
@@ -86,6 +92,10 @@ async def run_segment(
     async def forward() -> None:
         opened = False
         try:
+            if s3_prompt is not None:
+                start = vocoder_pb2.DecodeStart(codec=codec, seed=seed, s3_prompt=s3_prompt)
+                await send(vocoder_pb2.DecodeRequest(start=start))
+                opened = True
             async for frame in gen_call:
                 if frame.global_ids:
                     start = vocoder_pb2.DecodeStart(codec=codec, global_ids=frame.global_ids, seed=seed)

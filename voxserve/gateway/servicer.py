@@ -15,7 +15,7 @@ from voxserve.common.status import InvalidArgument
 from voxserve.gateway import metrics
 from voxserve.gateway.config import GatewayConfig
 from voxserve.gateway.pipeline import CODEC_OF_FAMILY, SegmentRunner, SegmentStats, UpstreamError
-from voxserve.gateway.voices import TOKENS_PER_SECOND, VoiceRegistry
+from voxserve.gateway.voices import TOKENS_PER_SECOND, Voice, VoiceRegistry
 from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
 
 log = get_logger(__name__)
@@ -50,7 +50,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
 
     def _generate_request(
         self, request: speech_pb2.SynthesizeRequest
-    ) -> tuple[generator_pb2.GenerateRequest, str]:
+    ) -> tuple[generator_pb2.GenerateRequest, Voice]:
         text = request.text.strip()
         if not text:
             raise InvalidArgument("text is empty")
@@ -67,18 +67,20 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         generate = generator_pb2.GenerateRequest(text=text, sampling=request.sampling)
         if not request.sampling.HasField("max_tokens"):
             generate.sampling.max_tokens = self.default_max_tokens(text, voice.family)
-        if voice.global_ids is not None:
+        if voice.family == "s3":
+            pass  # the voice is the vocoder's prompt; the generator takes text alone
+        elif voice.global_ids is not None:
             generate.global_tokens.ids.extend(voice.global_ids)
         else:
             generate.style.CopyFrom(voice.style(request.style if request.HasField("style") else None))
-        return generate, CODEC_OF_FAMILY[voice.family]
+        return generate, voice
 
     async def Synthesize(
         self, request: speech_pb2.SynthesizeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[speech_pb2.SynthesizeResponse]:
         arrived = time.monotonic()
         try:
-            generate, codec = self._generate_request(request)
+            generate, voice = self._generate_request(request)
         except InvalidArgument as exc:
             metrics.REQUESTS.labels("invalid").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
@@ -89,10 +91,11 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         try:
             async for chunk in self.run_segment(
                 generate,
-                codec=codec,
+                codec=CODEC_OF_FAMILY[voice.family],
                 seed=request.seed,
                 stats=stats,
                 deadline_seconds=context.time_remaining(),
+                s3_prompt=voice.s3_prompt,
             ):
                 if chunk.sample_offset != samples:  # a gap or overlap would be audible: never let it through
                     raise UpstreamError(

@@ -1,7 +1,9 @@
-"""Named voices: what a voice id means to the generator.
+"""Named voices: what a voice id means to the generator and the vocoder.
 
 A spark voice is either fixed (32 BiCodec global token ids, the same timbre every time) or
 controllable (a gender/pitch/speed style from which the model generates its own global ids).
+An s3 voice is a conditioning file (prompt speech tokens, their mel, an x-vector) that the
+vocoder's flow continues from; the gateway reads it once and sends it with every stream.
 """
 
 from __future__ import annotations
@@ -11,10 +13,16 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from voxserve.v1 import generator_pb2, speech_pb2
+import numpy as np
+from safetensors.numpy import load_file
+
+from voxserve.v1 import generator_pb2, speech_pb2, vocoder_pb2
 
 SPARK_SAMPLE_RATE = 16000
-TOKENS_PER_SECOND = {"spark": 50}
+SAMPLE_RATE = {"spark": SPARK_SAMPLE_RATE, "s3": 24000}
+TOKENS_PER_SECOND = {"spark": 50, "s3": 25}
+FAMILIES = tuple(SAMPLE_RATE)
+S3_KEYS = ("prompt_tokens", "prompt_mel", "xvector")
 _GENDERS = {"female": generator_pb2.VoiceStyle.FEMALE, "male": generator_pb2.VoiceStyle.MALE}
 
 
@@ -27,16 +35,18 @@ class Voice:
     gender: str = "female"
     pitch: int = 2
     speed: int = 2
+    s3_prompt: vocoder_pb2.S3Prompt | None = None
+    """An s3 voice's conditioning, read from its file."""
 
     @property
     def controllable(self) -> bool:
-        return self.global_ids is None
+        return self.family == "spark" and self.global_ids is None
 
     def to_proto(self) -> speech_pb2.Voice:
         return speech_pb2.Voice(
             id=self.id,
             family=self.family,
-            sample_rate=SPARK_SAMPLE_RATE,
+            sample_rate=SAMPLE_RATE[self.family],
             description=self.description,
             controllable=self.controllable,
         )
@@ -79,10 +89,24 @@ class VoiceRegistry:
 
     @classmethod
     def from_file(cls, path: Path) -> VoiceRegistry:
-        """JSON: {"voices": [{"id", "description", "global_ids" | "gender"/"pitch"/"speed"}]}."""
-        entries = json.loads(Path(path).read_text())["voices"]
+        """JSON: {"voices": [{"id", "description", "family" (default "spark"), and
+        spark: "global_ids" | "gender"/"pitch"/"speed"; s3: "conditioning" (a voice file's path,
+        relative to the registry file)}]}."""
+        path = Path(path)
+        entries = json.loads(path.read_text())["voices"]
         voices = []
         for e in entries:
+            family = e.get("family", "spark")
+            if family not in FAMILIES:
+                raise ValueError(f"voice {e['id']!r}: family must be one of {', '.join(FAMILIES)}")
+            if family == "s3":
+                if "conditioning" not in e:
+                    raise ValueError(f"voice {e['id']!r}: an s3 voice needs a conditioning file")
+                prompt = read_s3_prompt(path.parent / e["conditioning"])
+                voices.append(
+                    Voice(id=e["id"], description=e.get("description", ""), family="s3", s3_prompt=prompt)
+                )
+                continue
             ids = e.get("global_ids")
             if ids is not None and (len(ids) != 32 or not all(0 <= g < 4096 for g in ids)):
                 raise ValueError(f"voice {e['id']!r}: global_ids must be 32 ids in [0, 4096)")
@@ -114,3 +138,26 @@ class VoiceRegistry:
     @property
     def ids(self) -> list[str]:
         return list(self._voices)
+
+
+def read_s3_prompt(path: Path) -> vocoder_pb2.S3Prompt:
+    """An s3 voice file (safetensors: prompt_tokens [P], prompt_mel [2P, 80], xvector [192]) as the
+    vocoder's start message carries it. Shapes are checked here; the vocoder checks the rest."""
+    try:
+        tensors = load_file(str(path))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"voice file {path}: {exc}") from exc
+    missing = [k for k in S3_KEYS if k not in tensors]
+    if missing:
+        raise ValueError(f"voice file {path} lacks {', '.join(missing)}")
+    tokens, mel, xvector = (tensors[k] for k in S3_KEYS)
+    if tokens.ndim != 1 or mel.ndim != 2 or mel.shape[0] != 2 * tokens.shape[0] or xvector.ndim != 1:
+        raise ValueError(
+            f"voice file {path}: expected prompt_tokens [P], prompt_mel [2P, bins], xvector [D]; got "
+            f"{list(tokens.shape)}, {list(mel.shape)}, {list(xvector.shape)}"
+        )
+    return vocoder_pb2.S3Prompt(
+        prompt_tokens=tokens.astype(np.int64).tolist(),
+        prompt_mel_f32=mel.astype("<f4").tobytes(),
+        xvector=xvector.astype(np.float32).tolist(),
+    )

@@ -14,7 +14,7 @@ from voxserve.generator import metrics
 from voxserve.generator.config import GeneratorConfig
 from voxserve.generator.engine import SparkGenerator
 from voxserve.generator.servicer import GeneratorServicer
-from voxserve.generator.token_table import TokenTable
+from voxserve.generator.token_table import GRAMMARS, TokenTable
 from voxserve.packs.pack import resolve_pack
 from voxserve.v1 import generator_pb2, generator_pb2_grpc
 
@@ -73,7 +73,7 @@ def build_engine(config: GeneratorConfig) -> SparkGenerator:
     pack = resolve_pack(config.pack)
     started = time.monotonic()
     tokenizer = AutoTokenizer.from_pretrained(pack.llm_dir)
-    table = TokenTable.from_tokenizer(tokenizer)
+    table = TokenTable.from_tokenizer(tokenizer, grammar=GRAMMARS[pack.family])
     args = AsyncEngineArgs(
         model=str(pack.llm_dir),
         dtype=config.dtype,  # type: ignore[arg-type]  # vLLM validates the name
@@ -86,7 +86,13 @@ def build_engine(config: GeneratorConfig) -> SparkGenerator:
         seed=0,
     )
     llm = AsyncLLM.from_engine_args(args)
-    log.info("engine ready", pack=str(pack.root), seconds=round(time.monotonic() - started, 2), cpu=_on_cpu())
+    log.info(
+        "engine ready",
+        pack=str(pack.root),
+        family=pack.family,
+        seconds=round(time.monotonic() - started, 2),
+        cpu=_on_cpu(),
+    )
     return SparkGenerator(
         llm, tokenizer, table, max_model_len=config.max_model_len, max_tokens=config.max_tokens
     )

@@ -1,8 +1,10 @@
-"""Spark-family token generation on vLLM's async engine.
+"""Speech-token generation on vLLM's async engine (Spark and s3 families).
 
-Generation is constrained to the token grammar of the family: a controllable voice first
+Generation is constrained to the token grammar of the family. Spark: a controllable voice first
 samples exactly 32 global tokens (allowed ids: the globals), then the same sequence continues
-with the semantic tokens (allowed ids: semantic tokens and the end markers). A trained model
+with the semantic tokens (allowed ids: semantic tokens and the end markers). s3: the prompt is
+the text alone and the model writes speech tokens up to its end marker; the voice is the
+vocoder's. A trained model
 puts its mass there anyway; constraining keeps a fine-tune's stray token from ever reaching the
 vocoder. Outputs are DELTA: each engine step's new tokens become one frame without waiting.
 """
@@ -19,7 +21,7 @@ import numpy as np
 
 from voxserve.common.logging import get_logger
 from voxserve.common.status import InvalidArgument
-from voxserve.generator.prompts import GLOBAL_TOKENS_PER_VOICE, Gender, SparkPromptBuilder
+from voxserve.generator.prompts import GLOBAL_TOKENS_PER_VOICE, Gender, SparkPromptBuilder, s3_prompt
 from voxserve.generator.token_table import TokenKind, TokenTable
 
 log = get_logger(__name__)
@@ -82,6 +84,7 @@ class SparkGenerator:
         self.max_tokens = max_tokens
         self.prompts = SparkPromptBuilder.from_token_table(table)
         self._end_ids = [table.end_semantic_id, table.eos_id]
+        # The start marker is allowed (and skipped) after Spark's globals: the model may write it.
         self._global_allowed = [int(i) for i in table.global_ids]
         self._semantic_allowed = (
             [int(i) for i in table.semantic_ids] + self._end_ids + [table.start_semantic_id]
@@ -171,15 +174,18 @@ class SparkGenerator:
         result = GenerationResult()
         # Only the prompt builder's checks (e.g. special-token markup in text) are the caller's
         # fault; a ValueError from the engine below is not.
+        speaks_globals = self.table.num_global > 0
         try:
-            if global_ids is not None:
+            if not speaks_globals:
+                prompt = s3_prompt(text)
+            elif global_ids is not None:
                 prompt = self.prompts.fixed_voice(text, global_ids)
             else:
                 style = style or Style()
                 head = self.prompts.controllable(text, style.gender, style.pitch, style.speed)
         except ValueError as exc:
             raise InvalidArgument(str(exc)) from exc
-        if global_ids is None:
+        if speaks_globals and global_ids is None:
             assert style is not None
             head_ids = [*self._encode(head), self.table.start_global_id]
             self._semantic_budget(sampling, len(head_ids) + NUM_GLOBAL_TOKENS + 1)  # fail before any work
@@ -192,7 +198,9 @@ class SparkGenerator:
         prompt_ids = self._encode(prompt)
         budget = self._semantic_budget(sampling, len(prompt_ids))
         result.prompt_tokens = len(prompt_ids)
-        yield Frame(global_ids=list(global_ids))
+        if speaks_globals:
+            assert global_ids is not None
+            yield Frame(global_ids=list(global_ids))
 
         params = self._params(
             sampling,

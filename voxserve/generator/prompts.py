@@ -1,4 +1,4 @@
-"""Spark-TTS prompt strings (plain text, no chat template).
+"""Prompt strings (plain text, no chat template): Spark-TTS's, and the s3 family's (`s3_prompt`).
 
 - ``fixed_voice``: the voice's 32 global tokens are known (a registered voice, or a later segment of a
   request reusing the globals of its first segment); the model continues with the semantic tokens.
@@ -89,6 +89,12 @@ class SparkPromptBuilder:
                 )
             checked.append(int(value))
         return checked
+
+
+def s3_prompt(text: str) -> str:
+    """The s3 family's prompt: the text, then the start of speech; the model writes speech tokens
+    up to ``<|end_speech|>``. (The voice lives in the vocoder's prompt, not in the LM's.)"""
+    return f"<|task_tts|><|start_content|>{_checked_text(text)}<|end_content|><|start_speech|>"
 
 
 def _checked_text(text: str) -> str:

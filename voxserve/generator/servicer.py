@@ -90,6 +90,11 @@ def parse_generate_request(
     _check(bool(text), "text is empty")
     _check(len(text) <= max_text_chars, f"text has {len(text)} characters; the limit is {max_text_chars}")
     voice = request.WhichOneof("voice")
+    _check(
+        num_global > 0 or voice is None,
+        f"{voice} is not accepted: this generator's pack (s3 family) has no voice tokens; "
+        "its voice is the vocoder's prompt",
+    )
     return {
         "text": text,
         "global_ids": parse_global_ids(list(request.global_tokens.ids), num_global)

@@ -1,9 +1,9 @@
-"""Token id -> (kind, index) table for Spark-style tokenizers.
+"""Token id -> (kind, index) table for a family's tokenizer.
 
 Token ids differ between the real tokenizer, fine-tunes and the generated test packs, so the table is
-read once from whatever tokenizer the pack holds: each BiCodec token's index comes from its name
-(``<|bicodec_global_N|>``, ``<|bicodec_semantic_N|>``), never from its id. Lookups are numpy array
-reads, so classifying a generated id costs the same whatever the vocabulary size.
+read once from whatever tokenizer the pack holds: each audio token's index comes from its name
+(Spark: ``<|bicodec_global_N|>``, ``<|bicodec_semantic_N|>``; s3: ``<|speech_N|>``), never from its
+id. Lookups are numpy array reads, so classifying a generated id costs the same whatever the vocabulary size.
 """
 
 from __future__ import annotations
@@ -38,13 +38,47 @@ class TokenKind(IntEnum):
     EOS = 7
 
 
-_MARKER_TOKENS: dict[TokenKind, str] = {
-    TokenKind.START_GLOBAL: START_GLOBAL_TOKEN,
-    TokenKind.END_GLOBAL: END_GLOBAL_TOKEN,
-    TokenKind.START_SEMANTIC: START_SEMANTIC_TOKEN,
-    TokenKind.END_SEMANTIC: END_SEMANTIC_TOKEN,
-    TokenKind.EOS: EOS_TOKEN,
-}
+@dataclass(frozen=True)
+class TokenGrammar:
+    """The audio tokens and markers of one family's tokenizer."""
+
+    family: str
+    semantic_pattern: re.Pattern[str]
+    global_pattern: re.Pattern[str] | None
+    """None: the family has no global (voice) tokens."""
+    markers: Mapping[TokenKind, str]
+
+    def matches(self, token: str) -> tuple[TokenKind, int] | None:
+        if self.global_pattern is not None and (match := self.global_pattern.fullmatch(token)):
+            return TokenKind.GLOBAL, int(match.group(1))
+        if match := self.semantic_pattern.fullmatch(token):
+            return TokenKind.SEMANTIC, int(match.group(1))
+        return None
+
+
+SPARK = TokenGrammar(
+    "spark",
+    SEMANTIC_TOKEN_PATTERN,
+    GLOBAL_TOKEN_PATTERN,
+    {
+        TokenKind.START_GLOBAL: START_GLOBAL_TOKEN,
+        TokenKind.END_GLOBAL: END_GLOBAL_TOKEN,
+        TokenKind.START_SEMANTIC: START_SEMANTIC_TOKEN,
+        TokenKind.END_SEMANTIC: END_SEMANTIC_TOKEN,
+        TokenKind.EOS: EOS_TOKEN,
+    },
+)
+S3 = TokenGrammar(
+    "s3",
+    re.compile(r"<\|speech_(\d+)\|>"),
+    None,
+    {
+        TokenKind.START_SEMANTIC: "<|start_speech|>",
+        TokenKind.END_SEMANTIC: "<|end_speech|>",
+        TokenKind.EOS: EOS_TOKEN,
+    },
+)
+GRAMMARS = {g.family: g for g in (SPARK, S3)}
 
 NO_INDEX = -1
 
@@ -75,32 +109,38 @@ class TokenTable:
     marker_ids: Mapping[TokenKind, int]
 
     @classmethod
-    def from_tokenizer(cls, tokenizer: SupportsGetVocab, vocab_size: int | None = None) -> TokenTable:
+    def from_tokenizer(
+        cls, tokenizer: SupportsGetVocab, vocab_size: int | None = None, grammar: TokenGrammar = SPARK
+    ) -> TokenTable:
         """Build the table from the tokenizer's vocabulary.
 
         ``vocab_size`` sizes the arrays to the model's (possibly padded) vocabulary; by default they
         cover the tokenizer's largest id.
         """
-        return cls.from_vocab(tokenizer.get_vocab(), vocab_size)
+        return cls.from_vocab(tokenizer.get_vocab(), vocab_size, grammar)
 
     @classmethod
-    def from_vocab(cls, vocab: Mapping[str, int], vocab_size: int | None = None) -> TokenTable:
-        globals_by_index: dict[int, int] = {}
-        semantics_by_index: dict[int, int] = {}
+    def from_vocab(
+        cls, vocab: Mapping[str, int], vocab_size: int | None = None, grammar: TokenGrammar = SPARK
+    ) -> TokenTable:
+        by_index: dict[TokenKind, dict[int, int]] = {TokenKind.GLOBAL: {}, TokenKind.SEMANTIC: {}}
         for token, token_id in vocab.items():
-            if not token.startswith("<|bicodec_"):
-                continue
-            if match := GLOBAL_TOKEN_PATTERN.fullmatch(token):
-                globals_by_index[int(match.group(1))] = token_id
-            elif match := SEMANTIC_TOKEN_PATTERN.fullmatch(token):
-                semantics_by_index[int(match.group(1))] = token_id
-        global_ids = _dense_ids(globals_by_index, "<|bicodec_global_N|>")
-        semantic_ids = _dense_ids(semantics_by_index, "<|bicodec_semantic_N|>")
+            if token.startswith("<|") and (found := grammar.matches(token)):
+                by_index[found[0]][found[1]] = token_id
+        semantic_name = grammar.semantic_pattern.pattern.replace("\\|", "|").replace("(\\d+)", "N")
+        semantic_ids = _dense_ids(by_index[TokenKind.SEMANTIC], semantic_name, grammar.family)
+        if grammar.global_pattern is None:
+            global_ids = np.zeros(0, dtype=np.int64)
+        else:
+            global_name = grammar.global_pattern.pattern.replace("\\|", "|").replace("(\\d+)", "N")
+            global_ids = _dense_ids(by_index[TokenKind.GLOBAL], global_name, grammar.family)
 
-        missing = [token for token in _MARKER_TOKENS.values() if token not in vocab]
+        missing = [token for token in grammar.markers.values() if token not in vocab]
         if missing:
-            raise MissingTokensError(f"tokenizer lacks the Spark marker tokens {', '.join(missing)}")
-        marker_ids = MappingProxyType({kind: int(vocab[token]) for kind, token in _MARKER_TOKENS.items()})
+            raise MissingTokensError(
+                f"tokenizer lacks the {grammar.family} marker tokens {', '.join(missing)}"
+            )
+        marker_ids = MappingProxyType({kind: int(vocab[token]) for kind, token in grammar.markers.items()})
 
         max_id = max(vocab.values())
         size = max_id + 1 if vocab_size is None else vocab_size
@@ -177,10 +217,10 @@ class TokenTable:
         return kinds, indices
 
 
-def _dense_ids(ids_by_index: Mapping[int, int], name: str) -> np.ndarray:
+def _dense_ids(ids_by_index: Mapping[int, int], name: str, family: str) -> np.ndarray:
     """Ids ordered by index; the indices must run 0..n-1 without gaps."""
     if not ids_by_index:
-        raise MissingTokensError(f"tokenizer has no BiCodec {name} tokens; is this a Spark-TTS LLM?")
+        raise MissingTokensError(f"tokenizer has no {name} tokens; is this a {family}-family LLM?")
     count = max(ids_by_index) + 1
     if len(ids_by_index) != count:
         gaps = sorted(set(range(count)) - set(ids_by_index))

@@ -1,4 +1,5 @@
-"""Model packs: directories in the upstream layout (Spark-TTS-0.5B: `LLM/` + `BiCodec/`).
+"""Model packs: directories in the upstream layout (Spark-TTS-0.5B: `LLM/` + `BiCodec/`; the
+s3 family: `LLM/` + Chatterbox's `s3gen.safetensors`, see `tiny_s3.py`).
 
 The embedded default is a tiny random pack in exactly that layout, written on first use, so
 the loading code that the default run and the tests exercise is the code that loads real
@@ -25,6 +26,14 @@ class HomeConfig:
     home: Path = setting(Path("~/.cache/voxserve").expanduser(), "Where generated packs are kept")
 
 
+# The files that make a directory a pack of each family.
+FAMILY_FILES = {
+    "spark": ("LLM/config.json", "BiCodec/config.yaml"),
+    "s3": ("LLM/config.json", "s3gen.safetensors"),
+}
+FAMILIES = tuple(FAMILY_FILES)
+
+
 @dataclass(frozen=True)
 class Pack:
     root: Path
@@ -39,20 +48,31 @@ class Pack:
 
     @property
     def family(self) -> str:
+        """ "spark" (Spark-TTS: `BiCodec/`) or "s3" (S3 speech tokens: `s3gen.safetensors`)."""
         if self.bicodec_dir.is_dir():
             return "spark"
-        raise ValueError(f"{self.root} is not a model pack: no BiCodec/ directory")
+        if (self.root / "s3gen.safetensors").is_file():
+            return "s3"
+        raise ValueError(f"{self.root} is not a model pack: no BiCodec/ directory and no s3gen.safetensors")
+
+    @property
+    def voices_file(self) -> Path | None:
+        """The pack's own voice registry, if it carries one."""
+        path = self.root / "voices.json"
+        return path if path.is_file() else None
 
     @classmethod
     def open(cls, root: Path) -> Pack:
         root = Path(root).expanduser().resolve()
         pack = cls(root)
-        missing = [
-            p for p in (pack.llm_dir / "config.json", pack.bicodec_dir / "config.yaml") if not p.exists()
-        ]
+        try:
+            family = pack.family
+        except ValueError:
+            family = "spark"  # neither family's marker: name what the default family needs
+        missing = [p for p in FAMILY_FILES[family] if not (root / p).exists()]
         if missing:
             raise FileNotFoundError(
-                f"{root} is not a Spark model pack: missing {', '.join(map(str, missing))}"
+                f"{root} is not a {family} model pack: missing {', '.join(str(root / p) for p in missing)}"
             )
         return pack
 
@@ -60,20 +80,30 @@ class Pack:
 PACK_SIZES = ("tiny", "full")
 
 
-def write_random_pack(root: Path, size: str = "tiny", seed: int = DEFAULT_PACK_SEED) -> Pack:
-    """Write a random pack in the Spark-TTS-0.5B layout (deterministic for a seed).
+def write_random_pack(
+    root: Path, size: str = "tiny", seed: int = DEFAULT_PACK_SEED, family: str = "spark"
+) -> Pack:
+    """Write a random pack of a family in its upstream layout (deterministic for a seed).
 
-    "tiny" is the embedded default (CPU-sized); "full" has the real model's dimensions (Qwen2
-    0.5B in bfloat16 and the published BiCodec, about 1.2 GB) for measuring speed on a GPU.
+    "tiny" is CPU-sized (the spark one is the embedded default); "full" has the real models'
+    dimensions (spark: Qwen2 0.5B in bfloat16 and the published BiCodec, about 1.2 GB) for
+    measuring speed on a GPU.
     """
-    from voxserve.packs.tiny_bicodec import FULL_BICODEC_CONFIG, TINY_BICODEC_CONFIG, write_bicodec
-    from voxserve.packs.tiny_llm import SPARK_0_5B_LLM, TINY_LLM, write_llm
-
     if size not in PACK_SIZES:
         raise ValueError(f"size {size!r} is unknown; sizes: {', '.join(PACK_SIZES)}")
+    if family not in FAMILIES:
+        raise ValueError(f"family {family!r} is unknown; families: {', '.join(FAMILIES)}")
     full = size == "full"
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    if family == "s3":
+        from voxserve.packs.tiny_s3 import write_s3_pack
+
+        write_s3_pack(root, seed, size)
+        return Pack.open(root)
+    from voxserve.packs.tiny_bicodec import FULL_BICODEC_CONFIG, TINY_BICODEC_CONFIG, write_bicodec
+    from voxserve.packs.tiny_llm import SPARK_0_5B_LLM, TINY_LLM, write_llm
+
     write_llm(root / "LLM", seed, SPARK_0_5B_LLM if full else TINY_LLM)
     write_bicodec(root, seed, FULL_BICODEC_CONFIG if full else TINY_BICODEC_CONFIG)
     return Pack.open(root)

@@ -99,8 +99,28 @@ def bicodec_tokens() -> list[str]:
     ]
 
 
-def build_tiny_tokenizer() -> Tokenizer:
-    """Byte-level BPE with Qwen2's pipeline, trained on the embedded corpus, plus the Spark tokens."""
+# The s3 family: an LM that writes S3 speech tokens (CosyVoice2 / Chatterbox vocabulary).
+NUM_SPEECH_TOKENS = 6561
+S3_CONTROL_TOKENS = (
+    "<|task_tts|>",
+    "<|start_content|>",
+    "<|end_content|>",
+    "<|start_speech|>",
+    "<|end_speech|>",
+)
+
+
+def spark_added_tokens() -> tuple[str, ...]:
+    return (*bicodec_tokens(), *SPARK_CONTROL_TOKENS)
+
+
+def s3_added_tokens() -> tuple[str, ...]:
+    return (*(f"<|speech_{n}|>" for n in range(NUM_SPEECH_TOKENS)), *S3_CONTROL_TOKENS)
+
+
+def build_tiny_tokenizer(added_tokens: tuple[str, ...] | None = None) -> Tokenizer:
+    """Byte-level BPE with Qwen2's pipeline, trained on the embedded corpus, plus the family's
+    audio and control tokens (default: Spark's)."""
     tokenizer = Tokenizer(
         BPE(
             dropout=None,
@@ -132,9 +152,8 @@ def build_tiny_tokenizer() -> Tokenizer:
     # Qwen2's own tokens are special; the Spark tokens are ordinary added tokens, as upstream, whose
     # inference decodes with skip_special_tokens=True and still finds the BiCodec tokens in the text.
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS])
-    tokenizer.add_tokens(
-        [AddedToken(t, special=False, normalized=False) for t in (*bicodec_tokens(), *SPARK_CONTROL_TOKENS)]
-    )
+    added = spark_added_tokens() if added_tokens is None else added_tokens
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
     return tokenizer
 
 
@@ -143,15 +162,15 @@ def write_tiny_llm(llm_dir: Path, seed: int) -> None:
     write_llm(llm_dir, seed, TINY_LLM)
 
 
-def write_llm(llm_dir: Path, seed: int, size: LlmSize) -> None:
+def write_llm(llm_dir: Path, seed: int, size: LlmSize, added_tokens: tuple[str, ...] | None = None) -> None:
     """Write the tokenizer, configs and random weights into ``llm_dir`` (created if missing).
 
-    The same seed and size give byte-identical files.
+    The same seed, size and tokens give byte-identical files.
     """
     llm_dir = Path(llm_dir)
     llm_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = build_tiny_tokenizer()
+    tokenizer = build_tiny_tokenizer(added_tokens)
     tokenizer.save(str(llm_dir / "tokenizer.json"), pretty=True)
     _write_json(llm_dir / "tokenizer_config.json", _tokenizer_config(tokenizer))
     _write_json(

@@ -17,14 +17,26 @@ class DecodeRequest(_message.Message):
     def __init__(self, start: _Optional[_Union[DecodeStart, _Mapping]] = ..., frame: _Optional[_Union[DecodeFrame, _Mapping]] = ..., end: _Optional[_Union[DecodeEnd, _Mapping]] = ...) -> None: ...
 
 class DecodeStart(_message.Message):
-    __slots__ = ("codec", "global_ids", "seed")
+    __slots__ = ("codec", "global_ids", "seed", "s3_prompt")
     CODEC_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_IDS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    S3_PROMPT_FIELD_NUMBER: _ClassVar[int]
     codec: str
     global_ids: _containers.RepeatedScalarFieldContainer[int]
     seed: int
-    def __init__(self, codec: _Optional[str] = ..., global_ids: _Optional[_Iterable[int]] = ..., seed: _Optional[int] = ...) -> None: ...
+    s3_prompt: S3Prompt
+    def __init__(self, codec: _Optional[str] = ..., global_ids: _Optional[_Iterable[int]] = ..., seed: _Optional[int] = ..., s3_prompt: _Optional[_Union[S3Prompt, _Mapping]] = ...) -> None: ...
+
+class S3Prompt(_message.Message):
+    __slots__ = ("prompt_tokens", "prompt_mel_f32", "xvector")
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_MEL_F32_FIELD_NUMBER: _ClassVar[int]
+    XVECTOR_FIELD_NUMBER: _ClassVar[int]
+    prompt_tokens: _containers.RepeatedScalarFieldContainer[int]
+    prompt_mel_f32: bytes
+    xvector: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, prompt_tokens: _Optional[_Iterable[int]] = ..., prompt_mel_f32: _Optional[bytes] = ..., xvector: _Optional[_Iterable[float]] = ...) -> None: ...
 
 class DecodeFrame(_message.Message):
     __slots__ = ("token_ids",)

@@ -11,7 +11,9 @@ from voxserve.common.logging import configure_logging, get_logger
 from voxserve.common.server import ServiceSpec, serve
 from voxserve.packs.pack import resolve_pack
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
+from voxserve.vocoder.codecs.base import Codec
 from voxserve.vocoder.codecs.bicodec import BiCodec
+from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec
 from voxserve.vocoder.config import VocoderConfig
 from voxserve.vocoder.load_meter import HostCpuLoad
 from voxserve.vocoder.receptive_field import measure_context
@@ -24,29 +26,45 @@ log = get_logger(__name__)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
-def build_codec(config: VocoderConfig) -> BiCodec:
+def build_codec(config: VocoderConfig) -> Codec:
+    """The codec of the configured pack's family."""
     if config.dtype not in DTYPES:
         raise ValueError(f"VOXSERVE_VOCODER_DTYPE={config.dtype!r}: expected one of {', '.join(DTYPES)}")
     pack = resolve_pack(config.pack)
+    if pack.family == "s3":
+        return S3GenCodec.from_pack(pack.root, device=config.device, dtype=DTYPES[config.dtype])
     return BiCodec.from_pack(pack.root, device=config.device, dtype=DTYPES[config.dtype])
 
 
-def chunk_policy(config: VocoderConfig, codec: BiCodec) -> ChunkPolicy:
-    context = config.context_tokens
-    if context <= 0:
-        measured = measure_context(codec, config.context_tolerance)
-        context = measured.context_tokens
-        log.info(
-            "measured decode context",
-            context_tokens=context,
-            tolerance=config.context_tolerance,
-            receptive_field_tokens=codec.receptive_field_tokens,
-        )
+def chunk_policy(config: VocoderConfig, codec: Codec) -> ChunkPolicy:
+    """Chunk sizes from the config; context from the config or the codec.
+
+    BiCodec is stateless: its context on both sides is measured from the weights (or set). S3Gen
+    carries its state across chunks; its lookahead is the flow's own, and its left context is
+    the flow context of each window.
+    """
+    if isinstance(codec, S3GenCodec):
+        left = config.context_tokens or codec.left_context_tokens
+        lookahead = codec.lookahead_tokens
+    elif isinstance(codec, BiCodec):
+        left = config.context_tokens
+        if left <= 0:
+            measured = measure_context(codec, config.context_tolerance)
+            left = measured.context_tokens
+            log.info(
+                "measured decode context",
+                context_tokens=left,
+                tolerance=config.context_tolerance,
+                receptive_field_tokens=codec.receptive_field_tokens,
+            )
+        lookahead = left
+    else:
+        raise TypeError(f"no chunk policy for codec {codec.name!r}")
     return ChunkPolicy(
         first_chunk_tokens=config.first_chunk_tokens,
         max_chunk_tokens=config.max_chunk_tokens,
-        left_context_tokens=context,
-        lookahead_tokens=context,
+        left_context_tokens=left,
+        lookahead_tokens=lookahead,
     )
 
 

@@ -1,7 +1,7 @@
 """A batch of equal-length decode windows from different streams.
 
-Zero padding is not masked in the codecs, so only windows of equal length share a forward; that
-keeps every row's samples identical to decoding it alone.
+Only windows of equal length share a forward: codecs whose padding is not masked then keep
+every row's samples identical to decoding it alone, and the others pad little.
 """
 
 from __future__ import annotations
@@ -11,63 +11,63 @@ from dataclasses import dataclass
 
 import torch
 
-from voxserve.vocoder.stream import DecodeStream, Window
+from voxserve.vocoder.codecs.base import DecodeRow, Window
+from voxserve.vocoder.stream import DecodeStream
 
 
 @dataclass
 class Batch:
-    windows: list[Window]
-    tokens: torch.Tensor  # int64 [B, T]
-    conditioning: torch.Tensor  # [B, ...]
-    audio: torch.Tensor | None = None  # float32 [B, length x samples per token], once decoded
+    rows: list[DecodeRow]
+    audio: list[torch.Tensor] | None = None
+    """Per row, float32 samples of its own tokens, once decoded."""
 
     @classmethod
     def from_requests(cls, windows: Sequence[Window], streams: dict[int, DecodeStream]) -> Batch:
         lengths = {w.length for w in windows}
         if len(lengths) != 1:
             raise ValueError(f"windows of one batch must have equal length, got {sorted(lengths)}")
-        tokens = torch.tensor([streams[w.stream_id].window_tokens(w) for w in windows], dtype=torch.long)
-        conditioning = torch.stack([streams[w.stream_id].conditioning for w in windows])
-        return cls(list(windows), tokens, conditioning)
+        rows = []
+        for w in windows:
+            stream = streams[w.stream_id]
+            tokens = torch.tensor(stream.window_tokens(w), dtype=torch.long)
+            rows.append(DecodeRow(w, tokens, stream.conditioning, stream.state))
+        return cls(rows)
+
+    @property
+    def windows(self) -> list[Window]:
+        return [row.window for row in self.rows]
 
     @property
     def size(self) -> int:
-        return len(self.windows)
+        return len(self.rows)
+
+    @property
+    def window_length(self) -> int:
+        return self.rows[0].window.length
 
     def filter(self, stream_ids: set[int]) -> Batch | None:
         """Keep only the rows of these streams (a cancelled stream is just filtered out)."""
-        keep = [i for i, w in enumerate(self.windows) if w.stream_id in stream_ids]
+        keep = [i for i, row in enumerate(self.rows) if row.window.stream_id in stream_ids]
         if not keep:
             return None
         if len(keep) == self.size:
             return self
-        index = torch.tensor(keep)
         return Batch(
-            [self.windows[i] for i in keep],
-            self.tokens[index],
-            self.conditioning[index],
-            None if self.audio is None else self.audio[index],
+            [self.rows[i] for i in keep],
+            None if self.audio is None else [self.audio[i] for i in keep],
         )
 
     @classmethod
     def concatenate(cls, batches: Sequence[Batch]) -> Batch:
-        windows = [w for b in batches for w in b.windows]
-        if len({w.length for w in windows}) != 1:
+        rows = [row for b in batches for row in b.rows]
+        if len({row.window.length for row in rows}) != 1:
             raise ValueError("only batches of equal window length can be concatenated")
         if any(b.audio is not None for b in batches):
             raise ValueError("only batches not yet decoded can be concatenated")
-        return cls(
-            windows,
-            torch.cat([b.tokens for b in batches]),
-            torch.cat([b.conditioning for b in batches]),
-        )
+        return cls(rows)
 
-    def outputs(self, samples_per_token: int) -> list[tuple[Window, torch.Tensor]]:
-        """Each row's window and the samples of its own tokens, context cropped away."""
+    def outputs(self) -> list[tuple[Window, torch.Tensor]]:
+        """Each row's window and the samples of its own tokens."""
         if self.audio is None:
             raise ValueError("the batch has not been decoded")
-        rows = []
-        for i, w in enumerate(self.windows):
-            first = w.left * samples_per_token
-            rows.append((w, self.audio[i, first : first + (w.end - w.start) * samples_per_token].clone()))
-        return rows
+        return list(zip(self.windows, self.audio, strict=True))

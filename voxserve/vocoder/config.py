@@ -28,7 +28,9 @@ class VocoderConfig:
         "the audio the client still holds",
     )
     context_tokens: int = setting(
-        0, "Left context and lookahead in tokens; 0 measures the codec's receptive field at start-up"
+        0,
+        "BiCodec: left context and lookahead in tokens, 0 measures the receptive field at start-up; "
+        "S3Gen: the flow's left context in tokens, 0 means 25 (its lookahead is the model's 3)",
     )
     context_tolerance: float = setting(
         5e-5,
@@ -36,7 +38,7 @@ class VocoderConfig:
         "twice it bounds the difference between any two chunkings of a stream (batched or alone)",
     )
     max_stream_tokens: int = setting(
-        90000, "Most tokens one Decode stream may carry (90000 BiCodec tokens = 30 minutes)"
+        90000, "Most tokens one Decode stream may carry (90000 = 30 minutes of BiCodec, 60 of S3Gen)"
     )
     max_streams: int = setting(
         128, "Most Decode streams at once; a stream beyond it is refused with RESOURCE_EXHAUSTED"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from voxserve.vocoder.codecs.base import Codec, VoiceConditioning
+from voxserve.vocoder.codecs.base import VoiceConditioning, WindowDecoder
 
 # Extra tokens beyond the largest context on each side of the full sequence, so that even the
 # widest window decode is a proper sub-window with zero padding of its own at both ends.
@@ -30,14 +30,14 @@ class ContextMeasurement:
         return self.errors[self.context_tokens]
 
 
-def _random_voice(codec: Codec, gen: torch.Generator) -> VoiceConditioning:
+def _random_voice(codec: WindowDecoder, gen: torch.Generator) -> VoiceConditioning:
     count = getattr(codec, "global_token_count", 0)
     vocab = getattr(codec, "global_vocab_size", 1)
     return VoiceConditioning(global_ids=tuple(torch.randint(0, vocab, (count,), generator=gen).tolist()))
 
 
 def measure_context(
-    codec: Codec,
+    codec: WindowDecoder,
     tolerance: float,
     *,
     window_tokens: int = 10,

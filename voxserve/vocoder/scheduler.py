@@ -20,6 +20,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -110,7 +111,7 @@ class Scheduler:
                 pass
             self._task = None
 
-    def register(self, conditioning: torch.Tensor) -> DecodeStream:
+    def register(self, conditioning: Any, seed: int = 0) -> DecodeStream:
         if len(self._streams) >= self.limits.max_streams:
             raise StreamLimitReached(
                 f"this vocoder holds its maximum of {self.limits.max_streams} streams "
@@ -120,6 +121,7 @@ class Scheduler:
             conditioning=conditioning,
             samples_per_token=self.codec.samples_per_token,
             sample_rate=self.codec.sample_rate,
+            state=self.codec.open_stream(conditioning, seed),
         )
         self._streams[stream.id] = stream
         metrics.ACTIVE_STREAMS.set(len(self._streams))
@@ -200,9 +202,9 @@ class Scheduler:
                         stream.finished = True
                         stream.fail(exc)
 
-    def _decode_to_host(self, batch: Batch) -> torch.Tensor:
+    def _decode_to_host(self, batch: Batch) -> list[torch.Tensor]:
         # The copy to host memory waits for the device; doing it here keeps that off the event loop.
-        return self.codec.decode(batch.tokens, batch.conditioning).to("cpu", torch.float32)
+        return [audio.to("cpu", torch.float32) for audio in self.codec.decode_windows(batch.rows)]
 
     async def _step(self, batch: Batch) -> None:
         """One forward for all rows of the batch, then hand each stream its samples."""
@@ -221,13 +223,13 @@ class Scheduler:
         now = time.monotonic()
         self.load_meter.record(started, now)
         metrics.BATCH_SIZE.observe(batch.size)
-        metrics.BATCH_TOKENS.observe(batch.size * batch.windows[0].length)
+        metrics.BATCH_TOKENS.observe(batch.size * batch.window_length)
         metrics.FORWARD_SECONDS.observe(now - started)
         # Streams cancelled during the forward are simply filtered out of the results.
         live = batch.filter(set(self._streams))
         if live is None:
             return
-        for window, samples in live.outputs(self.codec.samples_per_token):
+        for window, samples in live.outputs():
             stream = self._streams[window.stream_id]
             lead = stream.lead_seconds(now)
             if lead is not None:

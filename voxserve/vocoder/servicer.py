@@ -33,6 +33,21 @@ def validate_token_ids(ids: list[int], vocab_size: int) -> None:
         raise InvalidArgument(f"frame.token_ids[{bad}]={ids[bad]} is out of range [0, {vocab_size})")
 
 
+def voice_conditioning(start: vocoder_pb2.DecodeStart) -> VoiceConditioning:
+    """The voice fields of a start message, as the codec's `condition` takes them."""
+    prompt = start.s3_prompt if start.HasField("s3_prompt") else None
+    if prompt is not None and len(prompt.prompt_mel_f32) % 4:
+        raise CodecInputError(
+            f"s3_prompt.prompt_mel_f32 has {len(prompt.prompt_mel_f32)} bytes: not whole float32 values"
+        )
+    return VoiceConditioning(
+        global_ids=tuple(start.global_ids),
+        prompt_tokens=() if prompt is None else tuple(prompt.prompt_tokens),
+        prompt_mel=None if prompt is None else np.frombuffer(prompt.prompt_mel_f32, dtype="<f4"),
+        xvector=() if prompt is None else tuple(prompt.xvector),
+    )
+
+
 class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
     def __init__(self, codec: Codec, scheduler: Scheduler, *, max_stream_tokens: int):
         self.codec = codec
@@ -49,10 +64,10 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
                 f"start.codec {start.codec!r} is unknown; this vocoder serves {self.codec.name!r}"
             )
         try:
-            conditioning = self.codec.condition(VoiceConditioning(global_ids=tuple(start.global_ids)))
+            conditioning = self.codec.condition(voice_conditioning(start))
         except CodecInputError as exc:
             raise InvalidArgument(f"start.{exc}") from exc
-        return self.scheduler.register(conditioning)
+        return self.scheduler.register(conditioning, seed=start.seed)
 
     async def _feed(self, stream: DecodeStream, requests: AsyncIterator[vocoder_pb2.DecodeRequest]) -> None:
         """Move the caller's frames into the stream until End; protocol errors fail the stream."""

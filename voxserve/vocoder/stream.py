@@ -11,8 +11,11 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+
+from voxserve.vocoder.codecs.base import Window
 
 _ids = itertools.count(1)
 
@@ -78,22 +81,6 @@ class ChunkPolicy:
 
 
 @dataclass(frozen=True)
-class Window:
-    """One unit of decode work: tokens [start, end) decoded with context on both sides."""
-
-    stream_id: int
-    start: int
-    end: int
-    left: int
-    right: int
-    final: bool
-
-    @property
-    def length(self) -> int:
-        return self.left + (self.end - self.start) + self.right
-
-
-@dataclass(frozen=True)
 class Chunk:
     samples: torch.Tensor  # float32 [n]
     sample_offset: int
@@ -102,9 +89,11 @@ class Chunk:
 
 @dataclass
 class DecodeStream:
-    conditioning: torch.Tensor
+    conditioning: Any
     samples_per_token: int
     sample_rate: int
+    state: Any = None
+    """The codec's own per-stream decode state (see `Codec.open_stream`)."""
     id: int = field(default_factory=lambda: next(_ids))
     tokens: list[int] = field(default_factory=list)
     ended: bool = False

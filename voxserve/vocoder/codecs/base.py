@@ -1,14 +1,17 @@
 """The small interface every vocoder codec implements.
 
 The scheduler only ever talks to a codec through this interface: it conditions a stream once on
-its voice, then decodes batches of equal-length token windows for many streams in one forward.
+its voice, opens the stream's decode state, then decodes batches of equal-length token windows
+for many streams in one forward. A codec returns each row's own samples, context cropped away.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 
@@ -16,14 +19,52 @@ import torch
 class VoiceConditioning:
     """What a stream's start message says about its voice.
 
-    BiCodec uses the 32 global token ids; other families add their own fields here.
+    BiCodec uses the 32 global token ids; S3Gen a prompt (speech tokens, their mel, an x-vector).
     """
 
     global_ids: tuple[int, ...] = ()
+    prompt_tokens: tuple[int, ...] = ()
+    prompt_mel: np.ndarray | None = None
+    """float32 [frames, mel bins]."""
+    xvector: tuple[float, ...] = ()
 
 
 class CodecInputError(ValueError):
     """Raised for conditioning or tokens a codec cannot accept; the message names field and limit."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """One unit of decode work: tokens [start, end) decoded with context on both sides.
+
+    `left` tokens before `start` and `right` after `end` are context only; a final window has
+    no right context and ends the stream.
+    """
+
+    stream_id: int
+    start: int
+    end: int
+    left: int
+    right: int
+    final: bool
+
+    @property
+    def length(self) -> int:
+        return self.left + (self.end - self.start) + self.right
+
+    @property
+    def chunk_tokens(self) -> int:
+        return self.end - self.start
+
+
+@dataclass
+class DecodeRow:
+    """One row of a batch: a window, its tokens (context included) and its stream's codec state."""
+
+    window: Window
+    tokens: torch.Tensor  # int64 [window.length]
+    conditioning: Any
+    state: Any
 
 
 class Codec(Protocol):
@@ -34,18 +75,44 @@ class Codec(Protocol):
     samples_per_token: int
     token_vocab_size: int
     """Valid token ids are 0 .. token_vocab_size - 1."""
+
+    def condition(self, voice: VoiceConditioning) -> Any:
+        """Per-stream conditioning computed once at stream start (validates the voice)."""
+        ...
+
+    def open_stream(self, conditioning: Any, seed: int) -> Any:
+        """Per-stream decode state (None for a codec that keeps none), handed back with every row."""
+        ...
+
+    def decode_windows(self, rows: Sequence[DecodeRow]) -> list[torch.Tensor]:
+        """Decode a batch of equal-length windows in one forward.
+
+        Returns, per row, float32 samples of its own tokens: [(end - start) x samples_per_token].
+        Rows are independent of each other; a stateful codec advances each row's state.
+        """
+        ...
+
+
+class WindowDecoder(Protocol):
+    """A stateless codec: any window decodes the same whatever was decoded before it."""
+
+    samples_per_token: int
+    token_vocab_size: int
     receptive_field_tokens: int
     """Theoretical one-sided receptive field in tokens: a window with this much context on both
     sides decodes its middle exactly as a full decode would."""
 
-    def condition(self, voice: VoiceConditioning) -> torch.Tensor:
-        """Per-stream conditioning computed once at stream start (validates the voice)."""
-        ...
+    def condition(self, voice: VoiceConditioning) -> torch.Tensor: ...
 
     def decode(self, tokens: torch.Tensor, conditioning: torch.Tensor) -> torch.Tensor:
-        """Decode a batch of equal-length windows.
-
-        tokens: int64 [B, T]; conditioning: the stacked results of `condition`, [B, ...].
-        Returns float32 [B, T * samples_per_token]. Rows are independent of each other.
-        """
+        """tokens int64 [B, T], stacked conditioning [B, ...] -> samples [B, T x samples_per_token]."""
         ...
+
+
+def crop_rows(audio: torch.Tensor, rows: Sequence[DecodeRow], samples_per_token: int) -> list[torch.Tensor]:
+    """Each row's own samples out of whole-window audio [B, T x samples_per_token]."""
+    out = []
+    for i, row in enumerate(rows):
+        first = row.window.left * samples_per_token
+        out.append(audio[i, first : first + row.window.chunk_tokens * samples_per_token])
+    return out

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 import yaml
 
-from voxserve.vocoder.codecs.base import CodecInputError, VoiceConditioning
+from voxserve.vocoder.codecs.base import CodecInputError, DecodeRow, VoiceConditioning, crop_rows
 from voxserve.vocoder.codecs.bicodec.checkpoint import (
     build_meta_decoder,
     load_decode_state_dict,
@@ -118,3 +119,12 @@ class BiCodec:
             )
         speaker = conditioning.to(device=self.device, dtype=self.dtype)
         return self.model(tokens, speaker).to(self.output_dtype)
+
+    def open_stream(self, conditioning: torch.Tensor, seed: int) -> None:
+        """BiCodec is deterministic and stateless: a window decodes the same whatever came before."""
+        return None
+
+    def decode_windows(self, rows: Sequence[DecodeRow]) -> list[torch.Tensor]:
+        tokens = torch.stack([row.tokens for row in rows])
+        conditioning = torch.stack([row.conditioning for row in rows])
+        return crop_rows(self.decode(tokens, conditioning), rows, self.samples_per_token)

@@ -88,13 +88,20 @@ class SourceModule(nn.Module):
         (radians; the fundamental's is 0); `noise` [B, H+1, L]: standard normal.
         """
         c = self.config
-        multiples = torch.arange(1, c.harmonics + 2, device=f0.device, dtype=torch.float32)
-        cycles = f0.float()[:, None, :] * multiples[None, :, None] / c.sample_rate
-        theta = 2 * math.pi * ((torch.cumsum(cycles, dim=-1) + start_phase[:, :, None]) % 1)
-        sine = c.nsf_alpha * torch.sin(theta + harmonic_phase[:, :, None])
+        # Phase is accumulated in float64: in float32 a minute of cumulative cycles loses the
+        # fraction that matters, and a stream cut into chunks would drift from a whole decode.
+        cycles = self.cycles(f0)
+        phase = (torch.cumsum(cycles, dim=-1) + start_phase.double()[:, :, None]) % 1
+        sine = c.nsf_alpha * torch.sin((2 * math.pi * phase).float() + harmonic_phase[:, :, None])
         voiced = (f0.float() > c.voiced_threshold).float()[:, None, :]
         noise_amp = voiced * c.nsf_sigma + (1 - voiced) * c.nsf_alpha / 3
         return sine * voiced + noise_amp * noise
+
+    def cycles(self, f0: torch.Tensor) -> torch.Tensor:
+        """Each harmonic's phase advance per sample, in cycles: f0 [B, L] -> float64 [B, H+1, L]."""
+        c = self.config
+        multiples = torch.arange(1, c.harmonics + 2, device=f0.device, dtype=torch.float64)
+        return f0.double()[:, None, :] * multiples[None, :, None] / c.sample_rate
 
     def forward(self, excitation: torch.Tensor) -> torch.Tensor:
         """[B, H+1, L] -> source [B, 1, L]."""

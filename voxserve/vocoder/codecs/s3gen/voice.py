@@ -18,6 +18,7 @@ from voxserve.vocoder.codecs.base import CodecInputError
 from voxserve.vocoder.codecs.s3gen.config import FlowConfig
 
 KEYS = ("prompt_tokens", "prompt_mel", "xvector")
+MAX_PROMPT_TOKENS = 1500
 
 
 @dataclass(frozen=True)
@@ -26,31 +27,33 @@ class S3Voice:
     prompt_mel: torch.Tensor  # float32 [2P, 80]
     xvector: torch.Tensor  # float32 [192]
 
-    def validate(self, config: FlowConfig, max_prompt_tokens: int = 1500) -> None:
-        """Raise CodecInputError naming the field and the limit."""
+    def validate(
+        self, config: FlowConfig, max_prompt_tokens: int = MAX_PROMPT_TOKENS, label: str = "voice "
+    ) -> None:
+        """Raise CodecInputError naming the field (after `label`) and the limit."""
         p = self.prompt_tokens
         if p.ndim != 1 or p.dtype not in (torch.int32, torch.int64):
             raise CodecInputError(
-                f"voice prompt_tokens must be a 1-D integer tensor, got {tuple(p.shape)} {p.dtype}"
+                f"{label}prompt_tokens must be a 1-D integer tensor, got {tuple(p.shape)} {p.dtype}"
             )
         if p.numel() > max_prompt_tokens:
             raise CodecInputError(
-                f"voice prompt_tokens has {p.numel()} tokens; the limit is {max_prompt_tokens}"
+                f"{label}prompt_tokens has {p.numel()} tokens; the limit is {max_prompt_tokens}"
             )
         if p.numel() and not (0 <= int(p.min()) and int(p.max()) < config.vocab_size):
-            raise CodecInputError(f"voice prompt_tokens must lie in [0, {config.vocab_size})")
+            raise CodecInputError(f"{label}prompt_tokens must lie in [0, {config.vocab_size})")
         frames = config.token_mel_ratio * p.numel()
         if tuple(self.prompt_mel.shape) != (frames, config.mel_bins):
             raise CodecInputError(
-                f"voice prompt_mel has shape {tuple(self.prompt_mel.shape)}; "
+                f"{label}prompt_mel has shape {tuple(self.prompt_mel.shape)}; "
                 f"expected ({frames}, {config.mel_bins}): {config.token_mel_ratio} frames per prompt token"
             )
         if tuple(self.xvector.shape) != (config.speaker_dim,):
             raise CodecInputError(
-                f"voice xvector has shape {tuple(self.xvector.shape)}; expected ({config.speaker_dim},)"
+                f"{label}xvector has shape {tuple(self.xvector.shape)}; expected ({config.speaker_dim},)"
             )
         if not (torch.isfinite(self.prompt_mel).all() and torch.isfinite(self.xvector).all()):
-            raise CodecInputError("voice prompt_mel and xvector must be finite")
+            raise CodecInputError(f"{label}prompt_mel and {label}xvector must be finite")
 
     def save(self, path: str | Path) -> None:
         save_file(
