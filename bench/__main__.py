@@ -4,6 +4,7 @@ python -m bench run --compare baseline                  # the full comparison on
 python -m bench run --concurrency 1,2,4 --systems voxserve --max-tokens 100
 python -m bench vocoder --concurrency 1,8,16,32,64      # the vocoder tier alone, tokens paced at 2x
 python -m bench scaling                                 # vocoder compute per audio second, 5 s vs 60 s
+python -m bench s3gen                                   # S3Gen streamed vs offline vs prefix re-run
 python -m bench report bench/results/run-*.json         # re-render a run's table and plot
 """
 
@@ -74,6 +75,25 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_s3gen(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from bench.s3gen_stream import run_s3gen_stream
+    from voxserve.packs.pack import Pack, write_random_pack
+
+    with tempfile.TemporaryDirectory() as scratch:
+        pack = Pack.open(args.pack) if args.pack else write_random_pack(Path(scratch), "tiny", family="s3")
+        if pack.family != "s3":
+            print(
+                f"error: {pack.root} is a {pack.family} pack; this benchmark needs an s3 pack",
+                file=sys.stderr,
+            )
+            return 2
+        durations = tuple(float(d) for d in args.durations.split(","))
+        print(json.dumps(run_s3gen_stream(pack.root, Path(args.out), durations), indent=2))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import markdown_table, plot, read_json
 
@@ -134,6 +154,12 @@ def parser() -> argparse.ArgumentParser:
     sc.add_argument("--pack", type=Path, default=None)
     sc.add_argument("--repeats", type=int, default=3)
     sc.set_defaults(func=cmd_scaling)
+
+    s3 = sub.add_parser("s3gen", help="S3Gen streaming: cost at 5 s vs 60 s, closeness to offline, seams")
+    s3.add_argument("--pack", type=Path, default=None, help="an s3 pack; default: a tiny random one")
+    s3.add_argument("--durations", default="5,60", help="utterance lengths in seconds")
+    s3.add_argument("--out", default=str(DEFAULT_OUT))
+    s3.set_defaults(func=cmd_s3gen)
 
     rp = sub.add_parser("report", help="re-render a run's table and plot from its JSON")
     rp.add_argument("json")
