@@ -84,7 +84,7 @@ class LocalStack:
         if service == "gateway":
             env[f"{prefix}GENERATOR_ADDRESS"] = self.ports.address("generator")
             env[f"{prefix}VOCODER_ADDRESS"] = self.ports.address("vocoder")
-            voices = Pack.open(self.pack).voices_file
+            voices = Pack(Path(self.pack)).voices_file
             if voices is not None:  # the pack's own voices (an s3 pack's prompt voices)
                 env[f"{prefix}VOICES_FILE"] = str(voices)
         else:
