@@ -84,8 +84,8 @@ class SparkGenerator:
         self.max_tokens = max_tokens
         self.prompts = SparkPromptBuilder.from_token_table(table)
         self._end_ids = [table.end_semantic_id, table.eos_id]
-        # The start marker is allowed (and skipped) after Spark's globals: the model may write it.
         self._global_allowed = [int(i) for i in table.global_ids]
+        # The start marker is allowed (and skipped): after Spark's globals the model may write it.
         self._semantic_allowed = (
             [int(i) for i in table.semantic_ids] + self._end_ids + [table.start_semantic_id]
         )
