@@ -26,12 +26,16 @@ def stack(tiny_pack: Pack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "VOXSERVE_GENERATOR_MAX_NUM_SEQS": "16",
         "VOXSERVE_VOCODER_MAX_STREAM_TOKENS": str(VOCODER_MAX_STREAM_TOKENS),
     }
-    local = LocalStack(tiny_pack.root, Ports.free(), log_dir=logs, env=env)
+    yield from running_stack(LocalStack(tiny_pack.root, Ports.free(), log_dir=logs, env=env))
+
+
+def running_stack(local: LocalStack) -> Iterator[LocalStack]:
+    """Start a stack for a fixture and stop it after; if it fails to start, print its logs."""
     try:
         local.start(timeout=420)
     except Exception:
         local.stop()
-        for log in sorted(Path(logs).glob("*.log")):
+        for log in sorted(Path(local.log_dir or ".").glob("*.log")):
             print(f"--- {log.name}\n{log.read_text()[-4000:]}")
         raise
     yield local

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import grpc
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 import torch
 
 from bench.s3gen_stream import snr_db
+from tests.conftest import running_stack
 from voxserve.client import synthesize
 from voxserve.packs.pack import Pack, write_random_pack
 from voxserve.stack import LocalStack, Ports
@@ -24,16 +24,8 @@ from voxserve.vocoder.codecs.s3gen.voice import S3Voice
 def s3_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     pack = write_random_pack(tmp_path_factory.mktemp("s3-pack"), "tiny", seed=11, family="s3")
     logs = tmp_path_factory.mktemp("s3-logs")
-    local = LocalStack(pack.root, Ports.free(), log_dir=logs, env={"VOXSERVE_GENERATOR_MAX_NUM_SEQS": "4"})
-    try:
-        local.start(timeout=420)
-    except Exception:
-        local.stop()
-        for log in sorted(Path(logs).glob("*.log")):
-            print(f"--- {log.name}\n{log.read_text()[-4000:]}")
-        raise
-    yield local
-    local.stop()
+    env = {"VOXSERVE_GENERATOR_MAX_NUM_SEQS": "4"}
+    yield from running_stack(LocalStack(pack.root, Ports.free(), log_dir=logs, env=env))
 
 
 def test_the_gateway_lists_the_packs_voice(s3_stack: LocalStack) -> None:
