@@ -5,6 +5,7 @@ python -m bench run --concurrency 1,2,4 --systems voxserve --max-tokens 100
 python -m bench vocoder --concurrency 1,8,16,32,64      # the vocoder tier alone, tokens paced at 2x
 python -m bench scaling                                 # vocoder compute per audio second, 5 s vs 60 s
 python -m bench s3gen                                   # S3Gen streamed vs offline vs prefix re-run
+python -m bench long-text                               # 2,000 characters: pipelined segments vs not
 python -m bench report bench/results/run-*.json         # re-render a run's table and plot
 """
 
@@ -94,6 +95,16 @@ def cmd_s3gen(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_long_text(args: argparse.Namespace) -> int:
+    from bench.long_text import run_long_text
+
+    result = run_long_text(
+        _pack(args.pack).root, Path(args.out), chars=args.chars, max_tokens=args.max_tokens or None
+    )
+    print(json.dumps(result, indent=2))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import markdown_table, plot, read_json
 
@@ -160,6 +171,13 @@ def parser() -> argparse.ArgumentParser:
     s3.add_argument("--durations", default="5,60", help="utterance lengths in seconds")
     s3.add_argument("--out", default=str(DEFAULT_OUT))
     s3.set_defaults(func=cmd_s3gen)
+
+    lt = sub.add_parser("long-text", help="a long text: pipelined segments vs sequential vs whole segments")
+    lt.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
+    lt.add_argument("--chars", type=int, default=2000, help="length of the text")
+    lt.add_argument("--max-tokens", type=int, default=0, help="cap per segment (0: the gateway's default)")
+    lt.add_argument("--out", default=str(DEFAULT_OUT))
+    lt.set_defaults(func=cmd_long_text)
 
     rp = sub.add_parser("report", help="re-render a run's table and plot from its JSON")
     rp.add_argument("json")

@@ -73,43 +73,74 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
+# Output file suffix -> the encoding `say` asks for; .wav is written from PCM16 with exact sizes.
+ENCODING_OF_SUFFIX = {
+    ".wav": "PCM16",
+    ".pcm": "PCM16",
+    ".raw": "PCM16",
+    ".ulaw": "MULAW",
+    ".ogg": "OGG_OPUS",
+    ".opus": "OGG_OPUS",
+}
+
+
 def _print_synthesis(result: object, out: Path) -> None:
     from voxserve.client import Synthesis
 
     assert isinstance(result, Synthesis)
     s = result.summary
     print(
-        f"wrote {out}: {result.audio_seconds:.2f} s of audio at {result.sample_rate} Hz "
-        f"({s.semantic_tokens} semantic tokens)"
+        f"wrote {out}: {s.audio_seconds:.2f} s of audio at {result.sample_rate} Hz "
+        f"({s.semantic_tokens} semantic tokens, {s.segments} segment{'s' if s.segments != 1 else ''})"
     )
     print(f"first-audio latency: {result.first_audio_seconds * 1000:.0f} ms")
-    print(f"real-time factor: {result.real_time_factor:.3f}")
+    print(f"real-time factor: {s.real_time_factor:.3f}")
 
 
-def _say(address: str, text: str, voice: str, out: Path, seed: int, max_tokens: int | None) -> None:
-    from voxserve.client import synthesize
+def _say(address: str, args: argparse.Namespace) -> None:
+    from voxserve.client import synthesize, synthesize_stream
     from voxserve.common.audio import write_wav_pcm16
-    from voxserve.v1 import generator_pb2
+    from voxserve.v1 import generator_pb2, speech_pb2
 
+    out = Path(args.output)
+    suffix = out.suffix.lower()
+    if suffix not in ENCODING_OF_SUFFIX:
+        raise SystemExit(f"error: output suffix {suffix!r}; use one of {', '.join(ENCODING_OF_SUFFIX)}")
+    encoding = speech_pb2.AudioEncoding.Value(ENCODING_OF_SUFFIX[suffix])
     sampling = generator_pb2.SamplingParams()
-    if max_tokens:
-        sampling.max_tokens = max_tokens
-    result = synthesize(address, text, voice=voice, sampling=sampling, seed=seed)
-    write_wav_pcm16(out, result.pcm16, result.sample_rate)
+    if args.max_tokens:
+        sampling.max_tokens = args.max_tokens
+    options = {
+        "voice": args.voice,
+        "sampling": sampling,
+        "seed": args.seed,
+        "encoding": encoding,
+        "sample_rate": args.sample_rate,
+    }
+    if args.stream:
+        # As a language model would send it: a few characters at a time.
+        text = args.text
+        deltas = [text[i : i + 4] for i in range(0, len(text), 4)]
+        result = synthesize_stream(address, deltas, delay_seconds=0.005, **options)
+    else:
+        result = synthesize(address, args.text, **options)
+    if suffix == ".wav":
+        write_wav_pcm16(out, result.data, result.sample_rate)
+    else:
+        out.write_bytes(result.data)
     _print_synthesis(result, out)
 
 
-def _say_on_local_stack(
-    pack: Path, log_dir: Path, text: str, voice: str, out: Path, seed: int, max_tokens: int | None
-) -> None:
-    """Start the three services on `pack`, speak `text` through them, stop them."""
+def _say_on_local_stack(pack: Path, args: argparse.Namespace) -> None:
+    """Start the three services on `pack`, speak `args.text` through them, stop them."""
     from voxserve.stack import LocalStack, Ports
 
     print(f"model pack: {pack}")
     started = time.monotonic()
+    log_dir = Path(args.log_dir)
     with LocalStack(pack, Ports.free(), log_dir=log_dir) as stack:
         print(f"services ready in {time.monotonic() - started:.1f} s (logs in {log_dir})")
-        _say(stack.ports.address("gateway"), text, voice, out, seed, max_tokens)
+        _say(stack.ports.address("gateway"), args)
 
 
 def cmd_say(args: argparse.Namespace) -> int:
@@ -117,27 +148,69 @@ def cmd_say(args: argparse.Namespace) -> int:
 
     try:
         if args.pack is not None:
-            _say_on_local_stack(
-                _pack(args),
-                Path(args.log_dir),
-                args.text,
-                args.voice,
-                Path(args.output),
-                args.seed,
-                args.max_tokens,
-            )
+            _say_on_local_stack(_pack(args), args)
         else:
-            _say(args.address, args.text, args.voice, Path(args.output), args.seed, args.max_tokens)
+            _say(args.address, args)
     except grpc.RpcError as exc:
         print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
         return 1
     return 0
 
 
+def cmd_voices(args: argparse.Namespace) -> int:
+    """The voices of a registry file (default: the gateway's configured one) or of a running gateway."""
+    import json
+
+    from voxserve.v1 import speech_pb2
+
+    if args.address:
+        import grpc
+
+        from voxserve.v1 import speech_pb2_grpc
+
+        with grpc.insecure_channel(args.address) as channel:
+            listed = speech_pb2_grpc.SpeechStub(channel).ListVoices(
+                speech_pb2.ListVoicesRequest(), timeout=10
+            )
+        voices = list(listed.voices)
+    else:
+        from voxserve.gateway.config import load
+        from voxserve.gateway.voices import VoiceRegistry
+
+        path = args.file or load().voices_file
+        try:
+            registry = VoiceRegistry.from_file(path) if path else VoiceRegistry.builtin()
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        voices = [v.to_proto() for v in registry]
+    if args.json:
+        rows = [
+            {
+                "id": v.id,
+                "family": v.family,
+                "sample_rate": v.sample_rate,
+                "pack": v.pack,
+                "controllable": v.controllable,
+                "description": v.description,
+            }
+            for v in voices
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    header = ("ID", "FAMILY", "RATE", "PACK", "STYLE", "DESCRIPTION")
+    rows_text = [
+        (v.id, v.family, str(v.sample_rate), v.pack or "-", "yes" if v.controllable else "no", v.description)
+        for v in voices
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows_text]) for i in range(5)]
+    for row in [header, *rows_text]:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    _say_on_local_stack(
-        _pack(args), Path(args.log_dir), args.text, args.voice, Path(args.output), 0, args.max_tokens
-    )
+    _say_on_local_stack(_pack(args), args)
     return 0
 
 
@@ -203,15 +276,33 @@ def parser() -> argparse.ArgumentParser:
         if name == "say":
             sp.add_argument("text")
             sp.add_argument("--address", default="127.0.0.1:50051", help="gateway address")
-            sp.add_argument("--seed", type=int, default=0)
             sp.add_argument(
                 "--pack", type=Path, default=None, help="start the services on this pack for this one text"
+            )
+            sp.add_argument(
+                "--stream",
+                action="store_true",
+                help="send the text through SynthesizeStream, 4 characters every 5 ms (as an LLM would)",
             )
         else:
             sp.add_argument("--text", default=DEMO_TEXT)
             sp.add_argument("--pack", type=Path, default=None)
+            sp.set_defaults(stream=False)
+        sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--log-dir", default=".voxserve/logs")
-        sp.add_argument("-o", "--output", default="demo.wav" if name == "demo" else "out.wav")
+        sp.add_argument(
+            "-o",
+            "--output",
+            default="demo.wav" if name == "demo" else "out.wav",
+            help="output file; its suffix picks the encoding: .wav .pcm/.raw (PCM16), .ulaw (mu-law), "
+            ".ogg/.opus (Opus)",
+        )
+        sp.add_argument(
+            "--sample-rate",
+            type=int,
+            default=0,
+            help="output rate 8000..48000; 0: the voice's own (.ulaw: 8000)",
+        )
         sp.add_argument("--voice", default="default")
         sp.add_argument(
             "--max-tokens", type=int, default=None, help="cap on speech tokens (spark: 50 per second, s3: 25)"
@@ -220,6 +311,14 @@ def parser() -> argparse.ArgumentParser:
 
     # Listed for --help only: main() hands `voxserve bench ...` to the bench package whole.
     sub.add_parser("bench", help="load and scaling benchmarks against the baseline (voxserve bench --help)")
+
+    vs = sub.add_parser("voices", help="list the voices of a registry file or of a running gateway")
+    vs.add_argument(
+        "--file", type=Path, default=None, help="registry file; default: the gateway's configured one"
+    )
+    vs.add_argument("--address", default=None, help="ask a running gateway instead (host:port)")
+    vs.add_argument("--json", action="store_true", help="print JSON")
+    vs.set_defaults(func=cmd_voices)
 
     cf = sub.add_parser("config", help="list every setting with its default")
     cf.set_defaults(func=cmd_config)

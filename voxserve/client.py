@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -14,17 +14,25 @@ from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
 
 @dataclass
 class Synthesis:
-    pcm16: bytes
+    data: bytes
+    """The audio messages' bytes joined: one file or stream in the requested encoding."""
     sample_rate: int
     first_audio_seconds: float
     """Measured by the client: request sent -> first audio byte received."""
     total_seconds: float
     summary: speech_pb2.Summary
     chunk_offsets: list[int]
+    encoding: speech_pb2.AudioEncoding = speech_pb2.PCM16
+
+    @property
+    def pcm16(self) -> bytes:
+        if self.encoding not in (speech_pb2.PCM16, speech_pb2.AUDIO_ENCODING_UNSPECIFIED):
+            raise ValueError("pcm16 is only defined for PCM16 output; decode `data` instead")
+        return self.data
 
     @property
     def samples(self) -> int:
-        return len(self.pcm16) // 2
+        return self.summary.samples
 
     @property
     def audio_seconds(self) -> float:
@@ -43,12 +51,64 @@ def synthesize(
     style: generator_pb2.VoiceStyle | None = None,
     sampling: generator_pb2.SamplingParams | None = None,
     seed: int = 0,
+    encoding: speech_pb2.AudioEncoding = speech_pb2.PCM16,
+    sample_rate: int = 0,
     timeout: float | None = 300.0,
     metadata: Sequence[tuple[str, str]] = (),
 ) -> Synthesis:
-    request = speech_pb2.SynthesizeRequest(text=text, voice=voice, sampling=sampling, seed=seed)
+    request = speech_pb2.SynthesizeRequest(
+        text=text, voice=voice, sampling=sampling, seed=seed, encoding=encoding, sample_rate=sample_rate
+    )
     if style is not None:
         request.style.CopyFrom(style)
+    return _collect(address, lambda stub, **kw: stub.Synthesize(request, **kw), encoding, timeout, metadata)
+
+
+FLUSH = object()
+"""A delta for `synthesize_stream`: ask the gateway to speak what it has so far."""
+
+
+def synthesize_stream(
+    address: str,
+    deltas: Iterable[str | object],
+    *,
+    voice: str = "default",
+    sampling: generator_pb2.SamplingParams | None = None,
+    seed: int = 0,
+    encoding: speech_pb2.AudioEncoding = speech_pb2.PCM16,
+    sample_rate: int = 0,
+    delay_seconds: float = 0.0,
+    timeout: float | None = 300.0,
+    metadata: Sequence[tuple[str, str]] = (),
+) -> Synthesis:
+    """SynthesizeStream: sends `deltas` (text or FLUSH) `delay_seconds` apart, then end of input."""
+    config = speech_pb2.SynthesizeRequest(
+        voice=voice, sampling=sampling, seed=seed, encoding=encoding, sample_rate=sample_rate
+    )
+
+    def requests() -> Iterator[speech_pb2.SynthesizeStreamRequest]:
+        yield speech_pb2.SynthesizeStreamRequest(config=config)
+        for delta in deltas:
+            time.sleep(delay_seconds)
+            if delta is FLUSH:
+                yield speech_pb2.SynthesizeStreamRequest(flush=speech_pb2.Flush())
+            else:
+                yield speech_pb2.SynthesizeStreamRequest(text=str(delta))
+        yield speech_pb2.SynthesizeStreamRequest(end=speech_pb2.EndOfInput())
+
+    return _collect(
+        address, lambda stub, **kw: stub.SynthesizeStream(requests(), **kw), encoding, timeout, metadata
+    )
+
+
+def _collect(
+    address: str,
+    call: Callable[..., Iterator[speech_pb2.SynthesizeResponse]],
+    encoding: speech_pb2.AudioEncoding,
+    timeout: float | None,
+    metadata: Sequence[tuple[str, str]],
+) -> Synthesis:
+    """Runs `call(stub, timeout=, metadata=)` and gathers its audio and summary."""
     metadata = tuple(metadata) or ((METADATA_KEY, new_request_id()),)
     with grpc.insecure_channel(address) as channel:
         stub = speech_pb2_grpc.SpeechStub(channel)
@@ -58,7 +118,7 @@ def synthesize(
         offsets: list[int] = []
         sample_rate = 0
         summary = speech_pb2.Summary()
-        for response in stub.Synthesize(request, timeout=timeout, metadata=metadata):
+        for response in call(stub, timeout=timeout, metadata=metadata):
             if response.HasField("audio"):
                 if first_audio is None:
                     first_audio = time.perf_counter() - started
@@ -68,4 +128,4 @@ def synthesize(
             else:
                 summary = response.summary
         total = time.perf_counter() - started
-    return Synthesis(b"".join(parts), sample_rate, first_audio or 0.0, total, summary, offsets)
+    return Synthesis(b"".join(parts), sample_rate, first_audio or 0.0, total, summary, offsets, encoding)

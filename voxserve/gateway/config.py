@@ -18,10 +18,23 @@ class GatewayConfig:
     metrics_port: int = setting(9101, "Prometheus metrics port; 0 disables")
     generator_address: str = setting("127.0.0.1:50052", "Generator service address (gRPC target)")
     vocoder_address: str = setting("127.0.0.1:50053", "Vocoder service address (gRPC target)")
-    voices_file: Path | None = setting(None, "JSON voice registry; empty means the built-in voices")
-    max_text_chars: int = setting(2000, "Longest text accepted per request, in characters")
+    voices_file: Path | None = setting(
+        None, "Voice registry file (YAML, or JSON by its .json suffix); empty means the built-in voices"
+    )
+    max_text_chars: int = setting(2000, "Longest text accepted by Synthesize, in characters")
+    max_stream_text_chars: int = setting(
+        20000, "Most characters all text deltas of one SynthesizeStream call may add up to"
+    )
+    segment_max_chars: int = setting(
+        250, "Longest text segment spoken in one generator call; longer text is split at sentence ends"
+    )
+    segments_in_flight: int = setting(
+        2, "Segments of one request generated and decoded at once (1: one after another)"
+    )
+    crossfade_ms: float = setting(50.0, "Equal-gain crossfade where two segments' audio meet, in ms")
+    opus_bitrate: int = setting(32000, "Bits per second of OGG_OPUS output")
     max_seconds_per_char: float = setting(
-        0.12, "Default cap on generated audio per text character when a request sets no max_tokens"
+        0.12, "Default cap on a segment's audio per text character when a request sets no max_tokens"
     )
     min_max_seconds: float = setting(2.0, "The default cap is never below this many seconds")
     max_tokens: int = setting(

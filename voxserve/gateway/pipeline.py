@@ -40,6 +40,10 @@ class _VocoderClosed(Exception):
 class SegmentStats:
     first_token_at: float | None = None
     result: generator_pb2.GenerateResult = field(default_factory=generator_pb2.GenerateResult)
+    global_ids: tuple[int, ...] = ()
+    """The voice's global ids as the generator sent them (spark)."""
+    voice_known: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the global ids are known, so later segments can be started in the same voice."""
 
 
 class SegmentRunner(Protocol):
@@ -98,6 +102,8 @@ async def run_segment(
                 opened = True
             async for frame in gen_call:
                 if frame.global_ids:
+                    stats.global_ids = tuple(frame.global_ids)
+                    stats.voice_known.set()
                     start = vocoder_pb2.DecodeStart(codec=codec, global_ids=frame.global_ids, seed=seed)
                     await send(vocoder_pb2.DecodeRequest(start=start))
                     opened = True

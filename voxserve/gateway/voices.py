@@ -12,8 +12,10 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 from safetensors.numpy import load_file
 
 from voxserve.v1 import generator_pb2, speech_pb2, vocoder_pb2
@@ -37,6 +39,8 @@ class Voice:
     speed: int = 2
     s3_prompt: vocoder_pb2.S3Prompt | None = None
     """An s3 voice's conditioning, read from its file."""
+    pack: str = ""
+    """The model pack the voice belongs to, as the registry names it (informational)."""
 
     @property
     def controllable(self) -> bool:
@@ -49,6 +53,7 @@ class Voice:
             sample_rate=SAMPLE_RATE[self.family],
             description=self.description,
             controllable=self.controllable,
+            pack=self.pack,
         )
 
     def style(self, override: generator_pb2.VoiceStyle | None) -> generator_pb2.VoiceStyle:
@@ -81,6 +86,9 @@ class VoiceRegistry:
     def __init__(self, voices: tuple[Voice, ...] | list[Voice]):
         if not voices:
             raise ValueError("a voice registry needs at least one voice")
+        duplicates = sorted({v.id for v in voices if sum(w.id == v.id for w in voices) > 1})
+        if duplicates:
+            raise ValueError(f"voice ids must be unique; repeated: {', '.join(duplicates)}")
         self._voices = {v.id: v for v in voices}
 
     @classmethod
@@ -89,40 +97,24 @@ class VoiceRegistry:
 
     @classmethod
     def from_file(cls, path: Path) -> VoiceRegistry:
-        """JSON: {"voices": [{"id", "description", "family" (default "spark"), and
-        spark: "global_ids" | "gender"/"pitch"/"speed"; s3: "conditioning" (a voice file's path,
-        relative to the registry file)}]}."""
+        """A registry file, YAML or JSON (JSON is YAML), whose "voices" is either a list of entries
+        with an "id" or a mapping from id to entry. An entry has "description", "pack" (a label),
+        "family" (default "spark") and its conditioning: spark "global_ids" (32 ids) or
+        "gender"/"pitch"/"speed"; s3 "conditioning" (a voice file, relative to the registry)."""
         path = Path(path)
-        entries = json.loads(path.read_text())["voices"]
-        voices = []
-        for e in entries:
-            family = e.get("family", "spark")
-            if family not in FAMILIES:
-                raise ValueError(f"voice {e['id']!r}: family must be one of {', '.join(FAMILIES)}")
-            if family == "s3":
-                if "conditioning" not in e:
-                    raise ValueError(f"voice {e['id']!r}: an s3 voice needs a conditioning file")
-                prompt = read_s3_prompt(path.parent / e["conditioning"])
-                voices.append(
-                    Voice(id=e["id"], description=e.get("description", ""), family="s3", s3_prompt=prompt)
-                )
-                continue
-            ids = e.get("global_ids")
-            if ids is not None and (len(ids) != 32 or not all(0 <= g < 4096 for g in ids)):
-                raise ValueError(f"voice {e['id']!r}: global_ids must be 32 ids in [0, 4096)")
-            if e.get("gender", "female") not in _GENDERS:
-                raise ValueError(f"voice {e['id']!r}: gender must be female or male")
-            voices.append(
-                Voice(
-                    id=e["id"],
-                    description=e.get("description", ""),
-                    global_ids=tuple(ids) if ids is not None else None,
-                    gender=e.get("gender", "female"),
-                    pitch=int(e.get("pitch", 2)),
-                    speed=int(e.get("speed", 2)),
-                )
+        try:
+            text = path.read_text()
+            document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            raise ValueError(f"voice registry {path}: {exc}") from exc
+        entries = document.get("voices") if isinstance(document, dict) else None
+        if isinstance(entries, dict):
+            entries = [{"id": key, **(value or {})} for key, value in entries.items()]
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and "id" in e for e in entries):
+            raise ValueError(
+                f"voice registry {path}: 'voices' must be a list of entries with an id, or a mapping"
             )
-        return cls(voices)
+        return cls([_voice_from_entry(e, path.parent) for e in entries])
 
     @property
     def default(self) -> Voice:
@@ -138,6 +130,41 @@ class VoiceRegistry:
     @property
     def ids(self) -> list[str]:
         return list(self._voices)
+
+
+def _voice_from_entry(entry: dict[str, Any], base: Path) -> Voice:
+    voice_id = str(entry["id"])
+    family = entry.get("family", "spark")
+    description, pack = str(entry.get("description", "")), str(entry.get("pack", ""))
+    if family not in FAMILIES:
+        raise ValueError(f"voice {voice_id!r}: family must be one of {', '.join(FAMILIES)}")
+    if family == "s3":
+        if "conditioning" not in entry:
+            raise ValueError(f"voice {voice_id!r}: an s3 voice needs a conditioning file")
+        prompt = read_s3_prompt(base / entry["conditioning"])
+        return Voice(voice_id, description, family="s3", s3_prompt=prompt, pack=pack)
+    ids = entry.get("global_ids")
+    if ids is not None and (
+        not isinstance(ids, list)
+        or len(ids) != 32
+        or not all(isinstance(g, int) and 0 <= g < 4096 for g in ids)
+    ):
+        raise ValueError(f"voice {voice_id!r}: global_ids must be 32 ids in [0, 4096)")
+    gender = entry.get("gender", "female")
+    if gender not in _GENDERS:
+        raise ValueError(f"voice {voice_id!r}: gender must be female or male")
+    pitch, speed = entry.get("pitch", 2), entry.get("speed", 2)
+    if not all(isinstance(v, int) and 0 <= v <= 4 for v in (pitch, speed)):
+        raise ValueError(f"voice {voice_id!r}: pitch and speed must be integers 0..4")
+    return Voice(
+        voice_id,
+        description,
+        pack=pack,
+        global_ids=tuple(ids) if ids is not None else None,
+        gender=gender,
+        pitch=pitch,
+        speed=speed,
+    )
 
 
 def read_s3_prompt(path: Path) -> vocoder_pb2.S3Prompt:

@@ -25,29 +25,39 @@ _sym_db = _symbol_database.Default()
 from voxserve.v1 import generator_pb2 as voxserve_dot_v1_dot_generator__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voxserve/v1/speech.proto\x12\x0bvoxserve.v1\x1a\x1bvoxserve/v1/generator.proto\"\xd2\x01\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12+\n\x05style\x18\x03 \x01(\x0b\x32\x17.voxserve.v1.VoiceStyleH\x00\x88\x01\x01\x12,\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1a.voxserve.v1.AudioEncoding\x12-\n\x08sampling\x18\x05 \x01(\x0b\x32\x1b.voxserve.v1.SamplingParams\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x42\x08\n\x06_style\"q\n\x12SynthesizeResponse\x12\'\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x16.voxserve.v1.AudioDataH\x00\x12\'\n\x07summary\x18\x02 \x01(\x0b\x32\x14.voxserve.v1.SummaryH\x00\x42\t\n\x07message\"E\n\tAudioData\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x15\n\rsample_offset\x18\x03 \x01(\x03\"\xa1\x02\n\x07Summary\x12\x1b\n\x13\x66irst_audio_seconds\x18\x01 \x01(\x01\x12\x15\n\raudio_seconds\x18\x02 \x01(\x01\x12\x18\n\x10real_time_factor\x18\x03 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x04 \x01(\x01\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x05\x12\x17\n\x0fsemantic_tokens\x18\x06 \x01(\x05\x12\x0f\n\x07samples\x18\x07 \x01(\x03\x12?\n\rfinish_reason\x18\x08 \x01(\x0e\x32(.voxserve.v1.GenerateResult.FinishReason\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x1b\n\x13\x66irst_token_seconds\x18\n \x01(\x01\"\x13\n\x11ListVoicesRequest\"c\n\x05Voice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontrollable\x18\x05 \x01(\x08\"8\n\x12ListVoicesResponse\x12\"\n\x06voices\x18\x01 \x03(\x0b\x32\x12.voxserve.v1.Voice*:\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\t\n\x05PCM16\x10\x01\x32\xa8\x01\n\x06Speech\x12O\n\nSynthesize\x12\x1e.voxserve.v1.SynthesizeRequest\x1a\x1f.voxserve.v1.SynthesizeResponse0\x01\x12M\n\nListVoices\x12\x1e.voxserve.v1.ListVoicesRequest\x1a\x1f.voxserve.v1.ListVoicesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voxserve/v1/speech.proto\x12\x0bvoxserve.v1\x1a\x1bvoxserve/v1/generator.proto\"\xe7\x01\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12+\n\x05style\x18\x03 \x01(\x0b\x32\x17.voxserve.v1.VoiceStyleH\x00\x88\x01\x01\x12,\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1a.voxserve.v1.AudioEncoding\x12-\n\x08sampling\x18\x05 \x01(\x0b\x32\x1b.voxserve.v1.SamplingParams\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x13\n\x0bsample_rate\x18\x07 \x01(\x05\x42\x08\n\x06_style\"\xb3\x01\n\x17SynthesizeStreamRequest\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1e.voxserve.v1.SynthesizeRequestH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12#\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x12.voxserve.v1.FlushH\x00\x12&\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x17.voxserve.v1.EndOfInputH\x00\x42\t\n\x07message\"\x07\n\x05\x46lush\"\x0c\n\nEndOfInput\"q\n\x12SynthesizeResponse\x12\'\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x16.voxserve.v1.AudioDataH\x00\x12\'\n\x07summary\x18\x02 \x01(\x0b\x32\x14.voxserve.v1.SummaryH\x00\x42\t\n\x07message\"E\n\tAudioData\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x15\n\rsample_offset\x18\x03 \x01(\x03\"\xdc\x02\n\x07Summary\x12\x1b\n\x13\x66irst_audio_seconds\x18\x01 \x01(\x01\x12\x15\n\raudio_seconds\x18\x02 \x01(\x01\x12\x18\n\x10real_time_factor\x18\x03 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x04 \x01(\x01\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x05\x12\x17\n\x0fsemantic_tokens\x18\x06 \x01(\x05\x12\x0f\n\x07samples\x18\x07 \x01(\x03\x12?\n\rfinish_reason\x18\x08 \x01(\x0e\x32(.voxserve.v1.GenerateResult.FinishReason\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x1b\n\x13\x66irst_token_seconds\x18\n \x01(\x01\x12\x10\n\x08segments\x18\x0b \x01(\x05\x12\'\n\x08timeline\x18\x0c \x01(\x0b\x32\x15.voxserve.v1.Timeline\"\xa7\x01\n\x08Timeline\x12\x1d\n\x15received_unix_seconds\x18\x01 \x01(\x01\x12\x1b\n\x13\x66irst_token_seconds\x18\x02 \x01(\x01\x12\x1b\n\x13\x66irst_audio_seconds\x18\x03 \x01(\x01\x12,\n\x08segments\x18\x04 \x03(\x0b\x32\x1a.voxserve.v1.SegmentTiming\x12\x14\n\x0c\x64one_seconds\x18\x05 \x01(\x01\"\xa1\x02\n\rSegmentTiming\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x12\n\ncharacters\x18\x02 \x01(\x05\x12\x17\n\x0fstarted_seconds\x18\x03 \x01(\x01\x12\x1b\n\x13\x66irst_token_seconds\x18\x04 \x01(\x01\x12\x1b\n\x13\x66irst_audio_seconds\x18\x05 \x01(\x01\x12\x18\n\x10\x66inished_seconds\x18\x06 \x01(\x01\x12\x15\n\rprompt_tokens\x18\x07 \x01(\x05\x12\x17\n\x0fsemantic_tokens\x18\x08 \x01(\x05\x12\x0f\n\x07samples\x18\t \x01(\x03\x12?\n\rfinish_reason\x18\n \x01(\x0e\x32(.voxserve.v1.GenerateResult.FinishReason\"\x13\n\x11ListVoicesRequest\"q\n\x05Voice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontrollable\x18\x05 \x01(\x08\x12\x0c\n\x04pack\x18\x06 \x01(\t\"8\n\x12ListVoicesResponse\x12\"\n\x06voices\x18\x01 \x03(\x0b\x32\x12.voxserve.v1.Voice*\\\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\t\n\x05PCM16\x10\x01\x12\x07\n\x03WAV\x10\x02\x12\t\n\x05MULAW\x10\x03\x12\x0c\n\x08OGG_OPUS\x10\x04\x32\x87\x02\n\x06Speech\x12O\n\nSynthesize\x12\x1e.voxserve.v1.SynthesizeRequest\x1a\x1f.voxserve.v1.SynthesizeResponse0\x01\x12]\n\x10SynthesizeStream\x12$.voxserve.v1.SynthesizeStreamRequest\x1a\x1f.voxserve.v1.SynthesizeResponse(\x01\x30\x01\x12M\n\nListVoices\x12\x1e.voxserve.v1.ListVoicesRequest\x1a\x1f.voxserve.v1.ListVoicesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voxserve.v1.speech_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOENCODING']._serialized_start=941
-  _globals['_AUDIOENCODING']._serialized_end=999
+  _globals['_AUDIOENCODING']._serialized_start=1702
+  _globals['_AUDIOENCODING']._serialized_end=1794
   _globals['_SYNTHESIZEREQUEST']._serialized_start=71
-  _globals['_SYNTHESIZEREQUEST']._serialized_end=281
-  _globals['_SYNTHESIZERESPONSE']._serialized_start=283
-  _globals['_SYNTHESIZERESPONSE']._serialized_end=396
-  _globals['_AUDIODATA']._serialized_start=398
-  _globals['_AUDIODATA']._serialized_end=467
-  _globals['_SUMMARY']._serialized_start=470
-  _globals['_SUMMARY']._serialized_end=759
-  _globals['_LISTVOICESREQUEST']._serialized_start=761
-  _globals['_LISTVOICESREQUEST']._serialized_end=780
-  _globals['_VOICE']._serialized_start=782
-  _globals['_VOICE']._serialized_end=881
-  _globals['_LISTVOICESRESPONSE']._serialized_start=883
-  _globals['_LISTVOICESRESPONSE']._serialized_end=939
-  _globals['_SPEECH']._serialized_start=1002
-  _globals['_SPEECH']._serialized_end=1170
+  _globals['_SYNTHESIZEREQUEST']._serialized_end=302
+  _globals['_SYNTHESIZESTREAMREQUEST']._serialized_start=305
+  _globals['_SYNTHESIZESTREAMREQUEST']._serialized_end=484
+  _globals['_FLUSH']._serialized_start=486
+  _globals['_FLUSH']._serialized_end=493
+  _globals['_ENDOFINPUT']._serialized_start=495
+  _globals['_ENDOFINPUT']._serialized_end=507
+  _globals['_SYNTHESIZERESPONSE']._serialized_start=509
+  _globals['_SYNTHESIZERESPONSE']._serialized_end=622
+  _globals['_AUDIODATA']._serialized_start=624
+  _globals['_AUDIODATA']._serialized_end=693
+  _globals['_SUMMARY']._serialized_start=696
+  _globals['_SUMMARY']._serialized_end=1044
+  _globals['_TIMELINE']._serialized_start=1047
+  _globals['_TIMELINE']._serialized_end=1214
+  _globals['_SEGMENTTIMING']._serialized_start=1217
+  _globals['_SEGMENTTIMING']._serialized_end=1506
+  _globals['_LISTVOICESREQUEST']._serialized_start=1508
+  _globals['_LISTVOICESREQUEST']._serialized_end=1527
+  _globals['_VOICE']._serialized_start=1529
+  _globals['_VOICE']._serialized_end=1642
+  _globals['_LISTVOICESRESPONSE']._serialized_start=1644
+  _globals['_LISTVOICESRESPONSE']._serialized_end=1700
+  _globals['_SPEECH']._serialized_start=1797
+  _globals['_SPEECH']._serialized_end=2060
 # @@protoc_insertion_point(module_scope)

@@ -40,6 +40,11 @@ class SpeechStub:
                 request_serializer=voxserve_dot_v1_dot_speech__pb2.SynthesizeRequest.SerializeToString,
                 response_deserializer=voxserve_dot_v1_dot_speech__pb2.SynthesizeResponse.FromString,
                 _registered_method=True)
+        self.SynthesizeStream = channel.stream_stream(
+                '/voxserve.v1.Speech/SynthesizeStream',
+                request_serializer=voxserve_dot_v1_dot_speech__pb2.SynthesizeStreamRequest.SerializeToString,
+                response_deserializer=voxserve_dot_v1_dot_speech__pb2.SynthesizeResponse.FromString,
+                _registered_method=True)
         self.ListVoices = channel.unary_unary(
                 '/voxserve.v1.Speech/ListVoices',
                 request_serializer=voxserve_dot_v1_dot_speech__pb2.ListVoicesRequest.SerializeToString,
@@ -54,6 +59,18 @@ class SpeechServicer:
     def Synthesize(self, request, context):
         """Synthesize speech for a text. The response stream carries audio chunks in order as soon as
         they are decoded, and last a Summary.
+        Long text is split into segments at sentence ends; all segments keep one voice, and their
+        audio is crossfaded into one continuous stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SynthesizeStream(self, request_iterator, context):
+        """Synthesize text that arrives in pieces (e.g. as a language model writes it). The first message
+        is a config; then text deltas, optional flushes, and an end of input (or a half-close).
+        A segment starts as soon as a sentence is complete, on a flush, or at the end of input; its
+        audio streams back on the same call, in order, followed by one Summary.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -72,6 +89,11 @@ def add_SpeechServicer_to_server(servicer, server):
             'Synthesize': grpc.unary_stream_rpc_method_handler(
                     servicer.Synthesize,
                     request_deserializer=voxserve_dot_v1_dot_speech__pb2.SynthesizeRequest.FromString,
+                    response_serializer=voxserve_dot_v1_dot_speech__pb2.SynthesizeResponse.SerializeToString,
+            ),
+            'SynthesizeStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.SynthesizeStream,
+                    request_deserializer=voxserve_dot_v1_dot_speech__pb2.SynthesizeStreamRequest.FromString,
                     response_serializer=voxserve_dot_v1_dot_speech__pb2.SynthesizeResponse.SerializeToString,
             ),
             'ListVoices': grpc.unary_unary_rpc_method_handler(
@@ -107,6 +129,33 @@ class Speech:
             target,
             '/voxserve.v1.Speech/Synthesize',
             voxserve_dot_v1_dot_speech__pb2.SynthesizeRequest.SerializeToString,
+            voxserve_dot_v1_dot_speech__pb2.SynthesizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SynthesizeStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/voxserve.v1.Speech/SynthesizeStream',
+            voxserve_dot_v1_dot_speech__pb2.SynthesizeStreamRequest.SerializeToString,
             voxserve_dot_v1_dot_speech__pb2.SynthesizeResponse.FromString,
             options,
             channel_credentials,

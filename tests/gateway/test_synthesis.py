@@ -1,0 +1,173 @@
+"""Segments of one request: voice kept across segments, pipelining bounded, audio strictly in order.
+
+The runner here is a scripted stand-in for generator + vocoder so that the order of events can be
+controlled; the real services run the same paths in tests/integration/test_long_text.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import numpy as np
+import pytest
+
+from voxserve.gateway.config import load
+from voxserve.gateway.pipeline import SegmentStats, UpstreamError
+from voxserve.gateway.synthesis import Synthesis
+from voxserve.gateway.voices import VoiceRegistry
+from voxserve.v1 import generator_pb2, speech_pb2, vocoder_pb2
+
+CAPTURED_IDS = tuple(range(100, 132))
+
+
+class ScriptedRunner:
+    """Each segment: global ids (generated unless given), then `chunks` chunks of 320 samples whose
+    values encode (segment index, chunk index); records what it was asked and how many ran at once."""
+
+    def __init__(self, chunks: int = 4, delay: float = 0.005, fail_segment: int | None = None):
+        self.chunks = chunks
+        self.delay = delay
+        self.fail_segment = fail_segment
+        self.requests: list[generator_pb2.GenerateRequest] = []
+        self.running = 0
+        self.most_running = 0
+        self.cancelled = 0
+
+    async def __call__(
+        self,
+        request: generator_pb2.GenerateRequest,
+        *,
+        codec: str,
+        seed: int,
+        stats: SegmentStats,
+        deadline_seconds: float | None = None,
+        s3_prompt: vocoder_pb2.S3Prompt | None = None,
+    ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
+        index = len(self.requests)
+        self.requests.append(request)
+        self.running += 1
+        self.most_running = max(self.most_running, self.running)
+        try:
+            await asyncio.sleep(self.delay)
+            given = tuple(request.global_tokens.ids)
+            stats.global_ids = given or CAPTURED_IDS
+            stats.voice_known.set()
+            for k in range(self.chunks):
+                if index == self.fail_segment and k == 1:
+                    raise UpstreamError("vocoder", grpc.StatusCode.UNAVAILABLE, "replica went away")
+                # Later segments are faster, so their audio is ready before earlier segments finish.
+                await asyncio.sleep(self.delay / (index + 1))
+                pcm = np.full(320, index * 10 + k, np.float32)
+                yield vocoder_pb2.AudioChunk(pcm_f32=pcm.tobytes(), sample_rate=16000, sample_offset=320 * k)
+            stats.result.semantic_tokens = self.chunks
+            stats.result.finish_reason = generator_pb2.GenerateResult.STOP
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.running -= 1
+
+
+async def texts(*items: str) -> AsyncIterator[str]:
+    for item in items:
+        yield item
+
+
+def synthesis(runner: ScriptedRunner, voice: str = "female", **config: object) -> Synthesis:
+    registry = VoiceRegistry.builtin()
+    found = registry.get(voice)
+    assert found is not None
+    settings = {"crossfade_ms": 0.0, **config}
+    return Synthesis(runner, found, speech_pb2.SynthesizeRequest(voice=voice), load(**settings))
+
+
+async def collect(synth: Synthesis, *items: str) -> np.ndarray:
+    return np.concatenate([pcm async for pcm in synth.audio(texts(*items))])
+
+
+async def test_segments_reach_the_client_in_order_although_later_ones_finish_first() -> None:
+    runner = ScriptedRunner()
+    audio = await collect(synthesis(runner), "One.", "Two.", "Three.")
+    values = audio.reshape(-1, 320)[:, 0]
+    assert values.tolist() == [s * 10 + k for s in range(3) for k in range(4)]
+
+
+async def test_controllable_voice_is_captured_from_the_first_segment() -> None:
+    runner = ScriptedRunner()
+    synth = synthesis(runner, "female")
+    await collect(synth, "One.", "Two.", "Three.")
+    first, *later = runner.requests
+    assert first.WhichOneof("voice") == "style"
+    assert all(tuple(r.global_tokens.ids) == CAPTURED_IDS for r in later)
+
+
+async def test_fixed_voice_is_prefilled_from_the_start() -> None:
+    runner = ScriptedRunner()
+    synth = synthesis(runner, "default")
+    await collect(synth, "One.", "Two.")
+    assert synth.voice.global_ids is not None
+    assert all(tuple(r.global_tokens.ids) == synth.voice.global_ids for r in runner.requests)
+
+
+@pytest.mark.parametrize("in_flight", [1, 2, 3])
+async def test_segments_in_flight_are_bounded(in_flight: int) -> None:
+    runner = ScriptedRunner()
+    await collect(synthesis(runner, segments_in_flight=in_flight), *[f"Sentence {i}." for i in range(6)])
+    assert runner.most_running == in_flight
+
+
+async def test_each_segment_gets_its_own_default_max_tokens() -> None:
+    runner = ScriptedRunner()
+    synth = synthesis(runner)
+    await collect(synth, "Short.", "A much longer segment of text " * 4)
+    short, long = (r.sampling.max_tokens for r in runner.requests)
+    assert short == synth.default_max_tokens("Short.")
+    assert long > short
+
+
+async def test_a_failing_segment_ends_the_request_and_cancels_the_rest() -> None:
+    runner = ScriptedRunner(fail_segment=1, chunks=6)
+    synth = synthesis(runner, segments_in_flight=3)
+    with pytest.raises(UpstreamError, match="replica went away"):
+        await collect(synth, "One.", "Two.", "Three.", "Four.")
+    await asyncio.sleep(0.05)
+    assert runner.running == 0
+    assert all(s.task is not None and s.task.done() for s in synth.segments)
+
+
+async def test_closing_early_cancels_running_segments() -> None:
+    runner = ScriptedRunner(chunks=50)
+    synth = synthesis(runner, segments_in_flight=2)
+    stream = synth.audio(texts("One.", "Two.", "Three."))
+    await anext(stream)
+    await stream.aclose()
+    await asyncio.sleep(0.05)
+    assert runner.running == 0
+    assert runner.cancelled == 2
+
+
+async def test_timeline_and_totals() -> None:
+    runner = ScriptedRunner()
+    synth = synthesis(runner)
+    arrived = asyncio.get_running_loop().time()
+    await collect(synth, "One.", "Two.")
+    timings = synth.timeline(arrived)
+    assert [t.index for t in timings] == [0, 1]
+    assert all(t.samples == 4 * 320 and t.semantic_tokens == 4 for t in timings)
+    assert all(0 <= t.started_seconds <= t.first_audio_seconds <= t.finished_seconds for t in timings)
+    assert timings[1].started_seconds < timings[0].finished_seconds  # pipelined
+    assert synth.totals() == (0, 8, generator_pb2.GenerateResult.STOP)
+
+
+async def test_a_gap_in_sample_offsets_is_refused() -> None:
+    class Gappy(ScriptedRunner):
+        async def __call__(self, request, **kwargs):  # type: ignore[no-untyped-def, override]
+            yield vocoder_pb2.AudioChunk(pcm_f32=np.zeros(10, np.float32).tobytes(), sample_rate=16000)
+            yield vocoder_pb2.AudioChunk(
+                pcm_f32=np.zeros(10, np.float32).tobytes(), sample_rate=16000, sample_offset=11
+            )
+
+    with pytest.raises(UpstreamError, match="expected sample 10"):
+        await collect(synthesis(Gappy()), "One.")
