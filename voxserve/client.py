@@ -26,13 +26,18 @@ class Synthesis:
 
     @property
     def pcm16(self) -> bytes:
-        if self.encoding not in (speech_pb2.PCM16, speech_pb2.AUDIO_ENCODING_UNSPECIFIED):
+        if not self._is_pcm16:
             raise ValueError("pcm16 is only defined for PCM16 output; decode `data` instead")
         return self.data
 
     @property
     def samples(self) -> int:
-        return self.summary.samples
+        """Samples received: counted from the bytes for PCM16, else as the summary reports them."""
+        return len(self.pcm16) // 2 if self._is_pcm16 else self.summary.samples
+
+    @property
+    def _is_pcm16(self) -> bool:
+        return self.encoding in (speech_pb2.PCM16, speech_pb2.AUDIO_ENCODING_UNSPECIFIED)
 
     @property
     def audio_seconds(self) -> float:

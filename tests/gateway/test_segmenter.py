@@ -22,8 +22,11 @@ def squash(text: str) -> str:
     return text.replace(" ", "")
 
 
-def random_text(rng: random.Random, words: int) -> str:
-    """Words with tags before and marks after some of them; never more than a tag and a mark in a row."""
+def random_text(rng: random.Random, words: int, spaced: bool = False) -> str:
+    """Words with tags before and marks after some of them; never more than a tag and a mark in a row.
+
+    `spaced`: whitespace after every word, so that only the long words are cut hard.
+    """
     out = []
     for _ in range(words):
         if rng.random() < 0.15:
@@ -31,7 +34,7 @@ def random_text(rng: random.Random, words: int) -> str:
         out.append(rng.choice(WORDS))
         if rng.random() < 0.4:
             out.append(rng.choice(MARKS))
-        out.append(rng.choice([*SPACES, "", "", "\x00", "\x07"]))
+        out.append(rng.choice(SPACES if spaced else [*SPACES, "", "", "\x00", "\x07"]))
     return "".join(out)
 
 
@@ -245,6 +248,20 @@ def test_streaming_gives_the_per_sentence_split(seed: int) -> None:
     assert {squash("".join(packed[:i])) for i in range(len(packed))} <= starts
 
 
+@pytest.mark.parametrize("seed", range(300))
+def test_streaming_gives_the_per_sentence_split_of_any_text(seed: int) -> None:
+    """Long sentences, tags, marks and hard cuts too: the same pieces, but for a dropped unspeakable tail."""
+    rng = random.Random(seed)
+    text = random_text(rng, rng.randint(1, 40), spaced=True)
+    max_chars = rng.choice([34, 40, 60])
+    whole = split_text(text, max_chars, pack=False)
+    streamed = stream(text, max_chars, rng.randint(1, 5), rng)
+    if streamed != whole:
+        assert streamed[:-1] == whole[:-1]
+        assert whole[-1].startswith(streamed[-1])
+        assert not speakable(whole[-1][len(streamed[-1]) :])
+
+
 def test_streaming_releases_each_sentence_once_complete() -> None:
     buffer = SentenceBuffer(40)
     assert buffer.feed("Hello world. How") == ["Hello world."]
@@ -287,6 +304,29 @@ def test_streaming_long_sentence_released_in_clauses() -> None:
     assert buffer.finish() == ["fourteen fifteen sixteen."]
 
 
+def test_streaming_buffer_stays_within_max_chars() -> None:
+    text = "one two, three four five; " * 20 + "天" * 100 + " aaaa" * 30
+    buffer = SentenceBuffer(40)
+    out = []
+    for char in text:
+        out += buffer.feed(char)
+        assert len(buffer.pending) <= 40
+    out += buffer.finish()
+    assert squash("".join(out)) == squash(text)
+    assert max(map(len, out)) <= 40
+
+
+def test_streaming_long_sentence_keeps_its_unspeakable_end_until_the_sentence_goes_on() -> None:
+    buffer = SentenceBuffer(34)
+    assert buffer.feed("天" * 34 + "...") == []
+    assert buffer.pending == "天" * 34 + "..."
+    assert buffer.feed("地") == ["天" * 34]
+    assert buffer.finish() == ["...地"]
+    # Had it ended there, whole text would have kept the last character with the dots.
+    assert split_text("天" * 34 + "...", 34) == ["天" * 33, "天..."]
+    assert SentenceBuffer(34).feed("天" * 34 + "... ") == ["天" * 33, "天..."]
+
+
 def test_streaming_hard_cut_waits_for_a_tag_still_arriving() -> None:
     buffer = SentenceBuffer(34)
     out = [s for c in "天" * 30 + "<laugh>" + "地" * 10 for s in buffer.feed(c)]
@@ -300,6 +340,15 @@ def test_flush_releases_a_partial_sentence() -> None:
     assert buffer.flush() == ["Hello wor"]
     assert buffer.pending == ""
     assert buffer.feed("ld. ") == ["ld."]
+
+
+def test_flush_keeps_a_tag_still_arriving() -> None:
+    buffer = SentenceBuffer(40)
+    assert buffer.feed("Hi there <la") == []
+    assert buffer.flush() == ["Hi there"]
+    assert buffer.pending == "<la"
+    assert buffer.feed("ugh> yes.") == []
+    assert buffer.finish() == ["<laugh> yes."]
 
 
 def test_flush_keeps_a_tag_only_buffer() -> None:

@@ -26,8 +26,16 @@ class ScriptedRunner:
     """Each segment: global ids (generated unless given), then `chunks` chunks of 320 samples whose
     values encode (segment index, chunk index); records what it was asked and how many ran at once."""
 
-    def __init__(self, chunks: int = 4, delay: float = 0.005, fail_segment: int | None = None):
+    def __init__(
+        self,
+        chunks: int = 4,
+        delay: float = 0.005,
+        fail_segment: int | None = None,
+        generated_after_chunk: int | None = None,
+    ):
         self.chunks = chunks
+        self.generated_after_chunk = generated_after_chunk
+        self.events: list[tuple[str, int]] = []
         self.delay = delay
         self.fail_segment = fail_segment
         self.requests: list[generator_pb2.GenerateRequest] = []
@@ -47,6 +55,7 @@ class ScriptedRunner:
     ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
         index = len(self.requests)
         self.requests.append(request)
+        self.events.append(("start", index))
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
@@ -54,6 +63,8 @@ class ScriptedRunner:
             given = tuple(request.global_tokens.ids)
             stats.global_ids = given or CAPTURED_IDS
             stats.voice_known.set()
+            if self.generated_after_chunk is None:
+                stats.generated.set()  # generation ends early; decoding goes on
             for k in range(self.chunks):
                 if index == self.fail_segment and k == 1:
                     raise UpstreamError("vocoder", grpc.StatusCode.UNAVAILABLE, "replica went away")
@@ -61,6 +72,9 @@ class ScriptedRunner:
                 await asyncio.sleep(self.delay / (index + 1))
                 pcm = np.full(320, index * 10 + k, np.float32)
                 yield vocoder_pb2.AudioChunk(pcm_f32=pcm.tobytes(), sample_rate=16000, sample_offset=320 * k)
+                if k == self.generated_after_chunk:
+                    self.events.append(("generated", index))
+                    stats.generated.set()
             stats.result.semantic_tokens = self.chunks
             stats.result.finish_reason = generator_pb2.GenerateResult.STOP
         except asyncio.CancelledError:
@@ -116,6 +130,20 @@ async def test_segments_in_flight_are_bounded(in_flight: int) -> None:
     runner = ScriptedRunner()
     await collect(synthesis(runner, segments_in_flight=in_flight), *[f"Sentence {i}." for i in range(6)])
     assert runner.most_running == in_flight
+
+
+async def test_the_next_segment_starts_once_the_previous_one_is_generated() -> None:
+    runner = ScriptedRunner(chunks=6, generated_after_chunk=2)
+    await collect(synthesis(runner, segments_in_flight=3), "One.", "Two.", "Three.")
+    assert runner.events == [
+        ("start", 0),
+        ("generated", 0),
+        ("start", 1),
+        ("generated", 1),
+        ("start", 2),
+        ("generated", 2),
+    ]
+    assert runner.most_running >= 2  # segment k+1 runs while k is still decoding
 
 
 async def test_each_segment_gets_its_own_default_max_tokens() -> None:

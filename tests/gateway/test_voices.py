@@ -160,3 +160,42 @@ def test_an_empty_registry_is_refused(tmp_path: Path) -> None:
     path.write_text('{"voices": []}')
     with pytest.raises(ValueError, match="at least one voice"):
         VoiceRegistry.from_file(path)
+
+
+def test_yaml_mapping_registry_with_pack_labels(tmp_path: Path) -> None:
+    path = tmp_path / "voices.yaml"
+    path.write_text(
+        "voices:\n"
+        "  narrator:\n"
+        "    pack: spark-tts-0.5b\n"
+        "    description: Fixed narrator\n"
+        f"    global_ids: {list(range(32))}\n"
+        "  calm:\n"
+        "    gender: male\n"
+        "    pitch: 1\n"
+    )
+    registry = VoiceRegistry.from_file(path)
+    assert registry.ids == ["narrator", "calm"]
+    narrator, calm = (registry.get(i) for i in registry.ids)
+    assert narrator is not None and calm is not None
+    assert narrator.global_ids == tuple(range(32)) and narrator.pack == "spark-tts-0.5b"
+    assert narrator.to_proto().pack == "spark-tts-0.5b"
+    assert (calm.gender, calm.pitch, calm.controllable, calm.pack) == ("male", 1, True, "")
+    assert registry.default is narrator  # no "default" id: the first voice
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("voices: [{id: a}, {id: a}]", "repeated: a"),
+        ("voices: 3", "'voices' must be"),
+        ("nothing: here", "'voices' must be"),
+        ("voices: {a: {pitch: 7}}", "pitch and speed must be integers 0..4"),
+        ("voices: [a: 1", "voice registry"),
+    ],
+)
+def test_bad_registry_files_are_refused_naming_the_problem(tmp_path: Path, text: str, needle: str) -> None:
+    path = tmp_path / "voices.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=needle):
+        VoiceRegistry.from_file(path)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from voxserve.common.config import load_config, setting
+from voxserve.gateway.segmenter import MIN_MAX_CHARS
 
 PREFIX = "VOXSERVE_GATEWAY_"
 
@@ -42,6 +43,15 @@ class GatewayConfig:
     )
     grace_seconds: float = setting(10.0, "Seconds in-flight requests get to finish on SIGTERM")
     log_level: str = setting("INFO", "Log level")
+
+    def __post_init__(self) -> None:
+        # Refuse at start-up what would otherwise fail on the first request.
+        if self.segment_max_chars < MIN_MAX_CHARS:
+            raise ValueError(f"{PREFIX}SEGMENT_MAX_CHARS must be >= {MIN_MAX_CHARS} (the longest inline tag)")
+        if self.segments_in_flight < 1:
+            raise ValueError(f"{PREFIX}SEGMENTS_IN_FLIGHT must be >= 1")
+        if self.crossfade_ms < 0:
+            raise ValueError(f"{PREFIX}CROSSFADE_MS must be >= 0")
 
 
 def load(**overrides: Any) -> GatewayConfig:

@@ -44,6 +44,8 @@ class SegmentStats:
     """The voice's global ids as the generator sent them (spark)."""
     voice_known: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the global ids are known, so later segments can be started in the same voice."""
+    generated: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the generator has sent its last frame: the next segment may take the generator."""
 
 
 class SegmentRunner(Protocol):
@@ -118,6 +120,7 @@ async def run_segment(
                     await send(vocoder_pb2.DecodeRequest(frame=token_frame))
                 if frame.HasField("result"):
                     stats.result.CopyFrom(frame.result)
+            stats.generated.set()
             if not opened:
                 raise UpstreamError("generator", grpc.StatusCode.INTERNAL, "the generator sent no global ids")
             await send(vocoder_pb2.DecodeRequest(end=vocoder_pb2.DecodeEnd()))

@@ -34,7 +34,7 @@ _END = re.compile(rf"(?P<marks>[.!?…{_SCRIPT_ENDS}]+)[{_CLOSERS}]*")
 _CLAUSE = re.compile(rf"[,;:][{_CLOSERS}]*(?= )|[—–，、；：][{_CLOSERS}]*")
 _CONTROL = re.compile(r"(?!\s)[\x00-\x1f\x7f-\x9f]")
 _SPACES = re.compile(r"\s+")
-_JOINERS = "\u200c\u200d"
+_JOINERS = frozenset("\u200c\u200d")  # ZWNJ, ZWJ
 _ABBREVIATIONS = frozenset({"mr", "mrs", "ms", "dr", "prof", "st", "jr", "sr", "vs", "etc", "e.g", "i.e"})
 
 MIN_MAX_CHARS = 34
@@ -101,13 +101,14 @@ class SentenceBuffer:
             return []
         *done, last = _sentences(text, final=False)
         ended = not text[max(_sentence_ends(text, 0, len(text)), default=0) :].strip(" ")
-        if ended and speakable(text[slice(*last)]):
+        # The last sentence waits unless it has ended and is speakable: it may go on, or join the next.
+        waits = not ended or not speakable(text[slice(*last)])
+        if not waits:
             done.append(last)
         out = [p for span in done for p in _pieces(text, span, self.max_chars, final=True)]
         self._text = ""
-        if last not in done:
-            # The last sentence may go on, or is unspeakable and waits to join the next one. Its pieces
-            # but the last are certain; that one is at most `max_chars`, plus unspeakable text after it.
+        if waits:
+            # Its pieces but the last are certain; that one is at most `max_chars` (and unspeakable text).
             *certain, (start, _) = _pieces(text, last, self.max_chars, final=False)
             out += certain
             self._text = text[start:]
@@ -144,7 +145,7 @@ def _strip(text: str, s: int, e: int) -> Span:
 
 
 def _sentences(text: str, final: bool) -> list[Span]:
-    """Sentence spans, each unspeakable one joined to the next (to the previous at the end of `final` text).
+    """Sentence spans, an unspeakable one joined to the next (to the previous at the end of `final` text).
 
     Not `final`: the text may go on, so an unspeakable last sentence stays apart to join what comes.
     """
@@ -193,24 +194,23 @@ def _abbreviation(text: str, m: re.Match[str]) -> bool:
 def _pieces(text: str, span: Span, max_chars: int, final: bool) -> list[Span]:
     """`span` (one sentence) in pieces of at most `max_chars`, each as long as `_cut` allows.
 
-    Each piece depends only on the text from its start to `max_chars` (plus a tag) past it, so a
-    stream can release it as soon as that much has arrived and still cut where whole text would.
+    A piece depends only on the text up to `max_chars` (and a tag) past its start, so a stream can
+    release it once that much has arrived and still cut where whole text would.
     """
     s, e = span
-    # Where the trailing unspeakable text starts: no cut may leave it on its own at the end.
     stop = _speakable_end(text, s, e)
     out = []
     while e - s > max_chars:
-        cut = _cut(text, s, e, max_chars, stop if final else e)
-        # Whole text would cut elsewhere if the sentence ended here: wait for more (within reason).
+        # Whole text cannot cut at or after `stop`, which would leave an unspeakable last piece.
+        cut = _cut(text, s, max_chars, e, stop if final else e)
         if not final and cut >= stop and e - stop <= max_chars:
-            break
+            break  # the sentence might end here, which would move the cut: wait for more text
         out.append(_strip(text, s, cut))
         s = _strip(text, cut, e)[0]
     return [*out, (s, e)] if s < e else out
 
 
-def _cut(text: str, s: int, e: int, max_chars: int, stop: int) -> int:
+def _cut(text: str, s: int, max_chars: int, e: int, stop: int) -> int:
     """The last clause boundary within `max_chars` of `s`, else the last space, else the last character.
 
     Never right after an unspeakable part (a tag joins what follows it) nor at or after `stop`.
@@ -243,8 +243,7 @@ def _hard_cuts(text: str, s: int, reach: int, e: int) -> list[int]:
         # A vowel sign, virama or nukta cut from its consonant would be spoken on its own.
         if i not in inside
         and unicodedata.category(text[i])[0] != "M"
-        and text[i] not in _JOINERS
-        and text[i - 1] not in _JOINERS
+        and _JOINERS.isdisjoint(text[i - 1 : i + 1])
     ]
 
 

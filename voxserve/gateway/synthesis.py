@@ -1,8 +1,8 @@
 """One request's text segments through generator and vocoder, stitched into one audio stream.
 
-Segments are pipelined: while segment k is decoded and streamed, segment k+1 is already being
-generated and decoded (at most `segments_in_flight` at once); its audio waits in memory and
-reaches the client strictly after segment k's. All segments speak in one voice: a spark request
+Segments are pipelined: once segment k's tokens are all generated, and while k is still being
+decoded and streamed, segment k+1 is generated and decoded (at most `segments_in_flight` at
+once); its audio waits in memory and reaches the client strictly after segment k's. All segments speak in one voice: a spark request
 without fixed global ids takes the 32 ids its first segment generated and prefills them into
 every later segment's prompt, so those later segments start once the first has sent its ids.
 """
@@ -115,6 +115,10 @@ class Synthesis:
             try:
                 async for text in texts:
                     await slots.acquire()
+                    if self.segments:
+                        # The previous segment's first audio never competes with this one's
+                        # prompt: the generator is handed on once it has finished.
+                        await self.segments[-1].stats.generated.wait()
                     if self.global_ids is None and self.segments and self.voice.family == "spark":
                         first = self.segments[0].stats
                         await first.voice_known.wait()
