@@ -8,8 +8,9 @@
 
 Each run goes through the gateway's own `Synthesis` in this process (the gRPC hop to the client
 is left out, the same for all three) against real generator and vocoder services. Recorded:
-first-audio latency, total time, playback stalls of a client playing from its first byte, and the
-level continuity at every seam (RMS just before, inside and just after each crossfade).
+first-audio latency, total time, playback stalls of a client playing from its first byte, the
+wait at each seam for the next segment's first audio, and the level continuity at every seam
+(RMS just before, inside and just after each crossfade).
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class Figures:
     stalls: int
     stall_seconds: float
     semantic_tokens: int
+    seam_wait_seconds: list[float]
+    """Per seam: how long after segment k's last audio segment k+1's first audio was ready (0 when
+    it was ready before): the gap a client with a small buffer would hear."""
     seam_level_db: list[float]
     """Per seam: the largest level change, in dB, between the 20 ms before the fade, the fade and
     the 20 ms after it."""
@@ -152,6 +156,10 @@ async def run_mode(mode: str, stack: LocalStack, text: str, max_tokens: int | No
         stalls=playback.count,
         stall_seconds=round(playback.wait_seconds, 3),
         semantic_tokens=semantic_tokens,
+        seam_wait_seconds=[
+            round(max(0.0, (later.first_audio_at or 0.0) - (earlier.finished_at or 0.0)), 4)
+            for earlier, later in zip(synthesis.segments, synthesis.segments[1:], strict=False)
+        ],
         seam_level_db=seam_levels(audio, synthesis.stitcher.seams, fade, round(LEVEL_WINDOW_SECONDS * rate)),
     )
 

@@ -13,10 +13,12 @@ import pytest
 from voxserve.stack import SERVICES, LocalStack
 
 
-def grpcurl(*args: str) -> str:
+def grpcurl(*args: str, stdin: str | None = None) -> str:
     exe = shutil.which("grpcurl", path=str(Path(sys.executable).parent))
     assert exe, "grpcurl is installed with the dev extra"
-    done = subprocess.run([exe, "-plaintext", *args], capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [exe, "-plaintext", *args], input=stdin, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -61,12 +63,39 @@ def test_synthesize_through_grpcurl(stack: LocalStack) -> None:
         stack.ports.address("gateway"),
         "voxserve.v1.Speech/Synthesize",
     )
+    messages = json_messages(out)
+    assert "audio" in messages[0]
+    summary = messages[-1]["summary"]
+    assert int(summary["samples"]) == 320 * summary["semantic_tokens"]
+
+
+def json_messages(out: str) -> list[dict]:
+    """grpcurl prints one pretty JSON object per response message."""
     decoder = json.JSONDecoder()
     messages, rest = [], out.strip()
     while rest:
         obj, end = decoder.raw_decode(rest)
         messages.append(obj)
         rest = rest[end:].strip()
-    assert "audio" in messages[0]
+    return messages
+
+
+def test_synthesize_stream_through_grpcurl(stack: LocalStack) -> None:
+    """The README's example: text deltas on stdin, one request message per line."""
+    requests = "\n".join(
+        [
+            '{"config": {"voice": "default", "sampling": {"max_tokens": 15}}}',
+            '{"text": "Text can arrive in pie"}',
+            '{"text": "ces. Each sentence is spoken once it is complete"}',
+            '{"flush": {}}',
+            '{"end": {}}',
+        ]
+    )
+    out = grpcurl(
+        "-d", "@", stack.ports.address("gateway"), "voxserve.v1.Speech/SynthesizeStream", stdin=requests
+    )
+    messages = json_messages(out)
     summary = messages[-1]["summary"]
-    assert int(summary["samples"]) == 320 * summary["semantic_tokens"]
+    assert summary["segments"] == 2
+    assert [s["characters"] for s in summary["timeline"]["segments"]] == [26, 43]
+    assert all("audio" in m for m in messages[:-1])

@@ -207,14 +207,21 @@ def test_streamed_text_starts_speaking_before_the_input_ends(gateway: str) -> No
     text = "Streams arrive in pieces. Each sentence is spoken once complete. The end"
     deltas = [text[i : i + 3] for i in range(0, len(text), 3)]
     started = time.monotonic()
-    result = synthesize_stream(gateway, deltas, sampling=sampling(20), delay_seconds=0.004)
+    last_sent: list[float] = []
+
+    def timed() -> Iterator[str]:
+        yield from deltas[:-1]
+        last_sent.append(time.monotonic() - started)
+        yield deltas[-1]
+
+    result = synthesize_stream(gateway, timed(), sampling=sampling(20), delay_seconds=0.01)
     summary = result.summary
-    input_seconds = 0.004 * len(deltas)
     assert summary.segments == 3
-    assert summary.timeline.segments[0].started_seconds < input_seconds * 0.6
+    # The first sentence is complete at the 9th of 24 deltas; its segment starts long before the
+    # last delta has been sent.
+    assert summary.timeline.segments[0].started_seconds < last_sent[0] - 0.05
     assert [t.characters for t in summary.timeline.segments] == [25, 38, 7]
     assert result.samples == summary.samples == stitched_samples(summary) == 60 * 320 - 2 * FADE
-    assert time.monotonic() - started > input_seconds
 
 
 def test_flush_speaks_an_unfinished_sentence_at_once(gateway: str) -> None:

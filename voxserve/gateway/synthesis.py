@@ -2,9 +2,10 @@
 
 Segments are pipelined: once segment k's tokens are all generated, and while k is still being
 decoded and streamed, segment k+1 is generated and decoded (at most `segments_in_flight` at
-once); its audio waits in memory and reaches the client strictly after segment k's. All segments speak in one voice: a spark request
-without fixed global ids takes the 32 ids its first segment generated and prefills them into
-every later segment's prompt, so those later segments start once the first has sent its ids.
+once); its audio waits in memory and reaches the client strictly after segment k's.
+
+All segments speak in one voice: a spark request without fixed global ids takes the 32 ids its
+first segment generated and prefills them into every later segment's prompt.
 """
 
 from __future__ import annotations
