@@ -11,6 +11,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import soundfile
 import soxr
 import yaml
 
+from tests.integration.test_end_to_end import wait_idle
 from voxserve.client import FLUSH, synthesize, synthesize_stream
 from voxserve.gateway.config import load
 from voxserve.gateway.pipeline import SegmentStats, remote_runner
@@ -292,3 +294,23 @@ def test_bad_streams_name_the_field(gateway: str, messages: list, needles: list[
 def test_the_gateway_keeps_serving_after_bad_input(gateway: str) -> None:
     result = synthesize(gateway, "Still here.", sampling=sampling(10))
     assert result.samples == 10 * SAMPLES_PER_TOKEN
+
+
+def test_cancelling_a_text_stream_stops_every_segment(gateway: str, stack: LocalStack) -> None:
+    quiet = threading.Event()
+
+    def requests() -> Iterator[speech_pb2.SynthesizeStreamRequest]:
+        yield speech_pb2.SynthesizeStreamRequest(
+            config=speech_pb2.SynthesizeRequest(sampling=generator_pb2.SamplingParams(max_tokens=400))
+        )
+        yield text("A first sentence to speak. A second one to generate alongside it. ")
+        quiet.wait(30)  # the client sends no end of input; it cancels instead
+
+    with grpc.insecure_channel(gateway) as channel:
+        call = speech_pb2_grpc.SpeechStub(channel).SynthesizeStream(requests(), timeout=60)
+        assert next(call).HasField("audio")
+        call.cancel()
+        quiet.set()
+    gen, voc = wait_idle(stack)
+    assert gen["voxserve_generator_engine_requests"] == 0
+    assert voc["voxserve_vocoder_active_streams"] == 0
