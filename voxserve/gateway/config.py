@@ -22,6 +22,9 @@ class GatewayConfig:
     voices_file: Path | None = setting(
         None, "Voice registry file (YAML, or JSON by its .json suffix); empty means the built-in voices"
     )
+    max_streams: int = setting(
+        128, "Most Synthesize and SynthesizeStream calls at once; beyond it RESOURCE_EXHAUSTED"
+    )
     max_text_chars: int = setting(2000, "Longest text accepted by Synthesize, in characters")
     max_stream_text_chars: int = setting(
         20000, "Most characters all text deltas of one SynthesizeStream call may add up to"

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from voxserve.common.admission import RETRY_PUSHBACK, Admission, Overloaded, refuse_overloaded
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import current_request_id
 from voxserve.common.status import InvalidArgument, abort_invalid
@@ -29,6 +30,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         self.voices = voices
         self.run_segment = run_segment
         self.config = config
+        self.admission = Admission(config.max_streams, "speech calls")
 
     async def ListVoices(
         self, request: speech_pb2.ListVoicesRequest, context: grpc.aio.ServicerContext
@@ -123,6 +125,23 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         check: Callable[[], None] = lambda: None,
     ) -> AsyncIterator[speech_pb2.SynthesizeResponse]:
         """Audio messages, then the summary; relays upstream failures and bad streamed input."""
+        try:
+            with self.admission.enter():
+                async for response in self._stream(synthesis, texts, output, context, arrived, check):
+                    yield response
+        except Overloaded as exc:
+            metrics.REQUESTS.labels("refused").inc()
+            await refuse_overloaded(context, exc)
+
+    async def _stream(
+        self,
+        synthesis: Synthesis,
+        texts: AsyncIterator[str],
+        output: OutputStream,
+        context: grpc.aio.ServicerContext,
+        arrived: float,
+        check: Callable[[], None],
+    ) -> AsyncIterator[speech_pb2.SynthesizeResponse]:
         received_unix = time.time() - (time.monotonic() - arrived)
         metrics.ACTIVE_REQUESTS.inc()
         outcome = "cancelled"
@@ -155,7 +174,8 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         except UpstreamError as exc:
             outcome = "upstream_error"
             log.warning("upstream call failed", service=exc.service, code=exc.code.name, details=exc.details)
-            await context.abort(exc.code, str(exc))
+            pushback = RETRY_PUSHBACK if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED else ()
+            await context.abort(exc.code, str(exc), pushback)
         else:
             outcome = "completed"
             yield speech_pb2.SynthesizeResponse(

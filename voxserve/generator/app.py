@@ -103,7 +103,10 @@ async def run(config: GeneratorConfig) -> None:
     generator = build_engine(config)
     metrics.ENGINE_REQUESTS.set_function(lambda: generator.active_requests)
     servicer = GeneratorServicer(
-        generator, max_text_chars=config.max_text_chars, max_tokens=config.max_tokens
+        generator,
+        max_text_chars=config.max_text_chars,
+        max_tokens=config.max_tokens,
+        max_streams=config.max_streams,
     )
 
     def register(server: grpc.aio.Server) -> None:

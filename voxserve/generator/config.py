@@ -21,6 +21,9 @@ class GeneratorConfig:
     max_tokens: int = setting(3000, "Most semantic tokens per request (the default and the limit)")
     max_model_len: int = setting(4096, "vLLM max_model_len: prompt plus generated tokens")
     max_num_seqs: int = setting(64, "vLLM max_num_seqs: requests batched per engine step")
+    max_streams: int = setting(
+        256, "Most Generate calls at once (running or queued in vLLM); beyond it RESOURCE_EXHAUSTED"
+    )
     dtype: str = setting("auto", "vLLM dtype: auto, float32, bfloat16 or float16")
     kv_cache_gib: int = setting(1, "KV cache size in GiB on CPU (VLLM_CPU_KVCACHE_SPACE)")
     gpu_memory_utilization: float = setting(0.5, "Fraction of GPU memory vLLM may use (CUDA only)")

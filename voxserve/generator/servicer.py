@@ -7,6 +7,7 @@ from typing import Any
 
 import grpc
 
+from voxserve.common.admission import Admission, Overloaded, refuse_overloaded
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import current_request_id
 from voxserve.common.status import InvalidArgument
@@ -125,8 +126,11 @@ def frame_to_proto(frame: Frame) -> generator_pb2.TokenFrame:
 
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
-    def __init__(self, generator: SparkGenerator, *, max_text_chars: int, max_tokens: int):
+    def __init__(
+        self, generator: SparkGenerator, *, max_text_chars: int, max_tokens: int, max_streams: int = 256
+    ):
         self.generator = generator
+        self.admission = Admission(max_streams, "Generate calls")
         self.max_text_chars = max_text_chars
         self.max_tokens = max_tokens
 
@@ -143,6 +147,17 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
         except InvalidArgument as exc:
             metrics.REQUESTS.labels("invalid").inc()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        try:
+            with self.admission.enter():
+                async for frame in self._generate(args):
+                    yield frame
+        except Overloaded as exc:
+            metrics.REQUESTS.labels("refused").inc()
+            await refuse_overloaded(context, exc)
+        except InvalidArgument as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+    async def _generate(self, args: dict[str, Any]) -> AsyncIterator[generator_pb2.TokenFrame]:
         metrics.ACTIVE_REQUESTS.inc()
         outcome = "cancelled"
         try:
@@ -153,9 +168,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                     metrics.SEMANTIC_TOKENS.inc(frame.result.semantic_tokens)
                     log.info("generated", **frame.result.__dict__)
                 yield frame_to_proto(frame)
-        except InvalidArgument as exc:
+        except InvalidArgument:
             outcome = "invalid"
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            raise
         finally:
             metrics.ACTIVE_REQUESTS.dec()
             metrics.REQUESTS.labels(outcome).inc()

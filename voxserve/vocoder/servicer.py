@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import grpc
 import numpy as np
 
+from voxserve.common.admission import RETRY_PUSHBACK
 from voxserve.common.logging import get_logger
 from voxserve.common.status import InvalidArgument
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
@@ -19,9 +20,6 @@ from voxserve.vocoder.stream import DecodeStream
 
 log = get_logger(__name__)
 
-# How long a refused caller should wait before trying again (gRPC's standard pushback key, which
-# a client's retry policy honours).
-RETRY_PUSHBACK = (("grpc-retry-pushback-ms", "500"),)
 # After the last chunk, how long to wait for the caller to close its side, so that a message it
 # sent after End is refused even when it arrives after the last chunk went out.
 CLOSE_WAIT_SECONDS = 0.5
