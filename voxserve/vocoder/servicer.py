@@ -65,7 +65,11 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
             conditioning = self.codec.condition(voice_conditioning(start))
         except CodecInputError as exc:
             raise InvalidArgument(f"start.{exc}") from exc
-        return self.scheduler.register(conditioning, seed=start.seed)
+        if start.resume_from_sample < 0:
+            raise InvalidArgument(f"start.resume_from_sample is {start.resume_from_sample}; it must be >= 0")
+        stream = self.scheduler.register(conditioning, seed=start.seed)
+        stream.resume_from_sample = start.resume_from_sample
+        return stream
 
     async def _feed(self, stream: DecodeStream, requests: AsyncIterator[vocoder_pb2.DecodeRequest]) -> None:
         """Move the caller's frames into the stream until End; protocol errors fail the stream."""
@@ -116,9 +120,16 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
                     )
                     await context.abort(code, str(item) if outcome == "invalid" else f"decode failed: {item}")
                     return
+                samples = item.samples.numpy().astype(np.float32, copy=False)
+                offset = item.sample_offset
+                held = stream.resume_from_sample - offset  # samples the caller already has
+                if held > 0:
+                    if held >= samples.size and not item.final:
+                        continue
+                    samples, offset = samples[held:], offset + min(held, samples.size)
                 yield vocoder_pb2.AudioChunk(
-                    pcm_f32=item.samples.numpy().astype(np.float32, copy=False).tobytes(),
-                    sample_offset=item.sample_offset,
+                    pcm_f32=samples.tobytes(),
+                    sample_offset=offset,
                     sample_rate=self.codec.sample_rate,
                     final=item.final,
                 )

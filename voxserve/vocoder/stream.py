@@ -94,6 +94,8 @@ class DecodeStream:
     sample_rate: int
     state: Any = None
     """The codec's own per-stream decode state (see `Codec.open_stream`)."""
+    resume_from_sample: int = 0
+    """Samples the caller already holds (a replay after a failed replica): decoded, not sent."""
     id: int = field(default_factory=lambda: next(_ids))
     tokens: list[int] = field(default_factory=list)
     ended: bool = False
