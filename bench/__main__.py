@@ -6,6 +6,8 @@ python -m bench vocoder --concurrency 1,8,16,32,64      # the vocoder tier alone
 python -m bench scaling                                 # vocoder compute per audio second, 5 s vs 60 s
 python -m bench s3gen                                   # S3Gen streamed vs offline vs prefix re-run
 python -m bench long-text                               # 2,000 characters: pipelined segments vs not
+python -m bench faults leak                             # 1,000 randomly cancelled streams: nothing left live
+python -m bench faults soak --seconds 600               # steady load with 5% cancelling: errors, memory
 python -m bench report bench/results/run-*.json         # re-render a run's table and plot
 """
 
@@ -105,6 +107,21 @@ def cmd_long_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_faults(args: argparse.Namespace) -> int:
+    from bench.faults import run_faults
+
+    result = run_faults(
+        _pack(args.pack).root,
+        Path(args.out),
+        args.what,
+        streams=args.streams,
+        concurrency=args.concurrency,
+        seconds=args.seconds,
+    )
+    print(json.dumps({k: v for k, v in result.items() if k != "rss_mib"}, indent=2))
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import markdown_table, plot, read_json
 
@@ -178,6 +195,22 @@ def parser() -> argparse.ArgumentParser:
     lt.add_argument("--max-tokens", type=int, default=0, help="cap per segment (0: the gateway's default)")
     lt.add_argument("--out", default=str(DEFAULT_OUT))
     lt.set_defaults(func=cmd_long_text)
+
+    fl = sub.add_parser(
+        "faults", help="leak: randomly cancelled streams; soak: steady load with cancellations"
+    )
+    fl.add_argument("what", choices=["leak", "soak"])
+    fl.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
+    fl.add_argument("--streams", type=int, default=1000, help="leak: streams to cancel")
+    fl.add_argument(
+        "--concurrency",
+        type=int,
+        default=3,
+        help="leak: clients at once; soak: 80%% of the sustained capacity (4 streams on 2 CPU cores)",
+    )
+    fl.add_argument("--seconds", type=float, default=600.0, help="soak: how long")
+    fl.add_argument("--out", default=str(DEFAULT_OUT))
+    fl.set_defaults(func=cmd_faults)
 
     rp = sub.add_parser("report", help="re-render a run's table and plot from its JSON")
     rp.add_argument("json")

@@ -126,7 +126,7 @@ async def run_mode(mode: str, stack: LocalStack, text: str, max_tokens: int | No
         generator: Any = generator_pb2_grpc.GeneratorStub(gen_channel)
         if mode == "whole-segments":
             generator = _WholeSegmentGenerator(generator)
-        runner = remote_runner(generator, vocoder_pb2_grpc.VocoderStub(voc_channel))
+        runner = remote_runner([generator], [vocoder_pb2_grpc.VocoderStub(voc_channel)])
         synthesis = Synthesis(runner, voice, request, config)
 
         async def texts() -> AsyncIterator[str]:

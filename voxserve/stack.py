@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -46,16 +47,34 @@ class Ports:
         return f"http://127.0.0.1:{getattr(self, service + '_metrics')}/metrics"
 
 
-def wait_serving(address: str, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
-    """Block until the service at `address` reports SERVING on the standard health service."""
+def open_channel(address: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+    """A blocking channel: plaintext, or TLS with `credentials`."""
+    if credentials is None:
+        return grpc.insecure_channel(address)
+    return grpc.secure_channel(address, credentials)
+
+
+def wait_serving(
+    address: str,
+    timeout: float,
+    process: subprocess.Popen[bytes] | None = None,
+    credentials: grpc.ChannelCredentials | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
+) -> None:
+    """Block until the service at `address` reports SERVING on the standard health service.
+
+    `credentials` for a TLS service (with a client certificate where it wants mutual TLS);
+    `metadata` (an `authorization` header) where health checks need an API key."""
     deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+    with open_channel(address, credentials) as ch:
+        stub = health_pb2_grpc.HealthStub(ch)
         while True:
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"service at {address} exited with code {process.returncode}")
             try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1.0)
+                reply = stub.Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=1.0, metadata=tuple(metadata)
+                )
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
@@ -71,6 +90,10 @@ class LocalStack:
     ports: Ports = field(default_factory=Ports)
     env: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
+    # Health checks of services that serve TLS (set in `env`): the CA, and a client certificate
+    # where they want mutual TLS; and metadata where health checks need an API key.
+    client_credentials: grpc.ChannelCredentials | None = None
+    health_metadata: tuple[tuple[str, str], ...] = ()
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _logs: list[IO[bytes]] = field(default_factory=list)
 
@@ -111,7 +134,13 @@ class LocalStack:
         for service in SERVICES:
             self.start_service(service)
         for service in SERVICES:
-            wait_serving(self.ports.address(service), timeout, self.processes[service])
+            wait_serving(
+                self.ports.address(service),
+                timeout,
+                self.processes[service],
+                credentials=self.client_credentials,
+                metadata=self.health_metadata,
+            )
         return self
 
     def stop(self, grace: float = 15.0) -> None:

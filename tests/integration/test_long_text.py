@@ -110,7 +110,7 @@ async def test_every_segment_speaks_in_the_first_segments_voice(stack: LocalStac
         grpc.aio.insecure_channel(stack.ports.address("generator")) as gen,
         grpc.aio.insecure_channel(stack.ports.address("vocoder")) as voc,
     ):
-        runner = remote_runner(generator_pb2_grpc.GeneratorStub(gen), vocoder_pb2_grpc.VocoderStub(voc))
+        runner = remote_runner([generator_pb2_grpc.GeneratorStub(gen)], [vocoder_pb2_grpc.VocoderStub(voc)])
         request = speech_pb2.SynthesizeRequest(
             voice="female", sampling=generator_pb2.SamplingParams(max_tokens=20)
         )

@@ -22,9 +22,9 @@ class ConfigError(ValueError):
     """A variable holds a value its field cannot take."""
 
 
-def setting(default: Any, doc: str) -> Any:
-    """A config field with its default and documentation."""
-    return dataclasses.field(default=default, metadata={"doc": doc})
+def setting(default: Any, doc: str, *, secret: bool = False) -> Any:
+    """A config field with its default and documentation; a secret one is left out of the repr."""
+    return dataclasses.field(default=default, repr=not secret, metadata={"doc": doc, "secret": secret})
 
 
 def env_name(prefix: str, field_name: str) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 import grpc
 import structlog
 
+from voxserve.common.call_metrics import counted
+
 METADATA_KEY = "x-request-id"
 
 _current: contextvars.ContextVar[str] = contextvars.ContextVar("voxserve_request_id", default="")
@@ -36,14 +38,16 @@ def _from_context(context: grpc.aio.ServicerContext) -> str:
     return new_request_id()
 
 
-def _bind(context: grpc.aio.ServicerContext) -> None:
+def bind(context: grpc.aio.ServicerContext) -> None:
+    """Make the call's request id the current one (and part of every log line)."""
     rid = _from_context(context)
     _current.set(rid)
     structlog.contextvars.bind_contextvars(request_id=rid)
 
 
 class RequestIdInterceptor(grpc.aio.ServerInterceptor):
-    """Binds the caller's request id (or a new one) for the duration of each call.
+    """Binds the caller's request id (or a new one) for the duration of each call, and counts
+    each call's final status by method (`voxserve_calls_total`).
 
     Wrapping the behaviour itself (not just the interceptor hook) matters: grpc.aio runs the
     handler in its own task, so context variables set in the hook would not reach it.
@@ -57,12 +61,14 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
+        method = handler_call_details.method
         if handler.unary_unary:
             inner_uu = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                _bind(context)
-                return await inner_uu(request, context)
+                bind(context)
+                with counted(context, method):
+                    return await inner_uu(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary_unary, handler.request_deserializer, handler.response_serializer
@@ -71,9 +77,10 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):
             inner_us = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                _bind(context)
-                async for item in inner_us(request, context):
-                    yield item
+                bind(context)
+                with counted(context, method):
+                    async for item in inner_us(request, context):
+                        yield item
 
             return grpc.unary_stream_rpc_method_handler(
                 unary_stream, handler.request_deserializer, handler.response_serializer
@@ -82,9 +89,10 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):
             inner_ss = handler.stream_stream
 
             async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                _bind(context)
-                async for item in inner_ss(requests, context):
-                    yield item
+                bind(context)
+                with counted(context, method):
+                    async for item in inner_ss(requests, context):
+                        yield item
 
             return grpc.stream_stream_rpc_method_handler(
                 stream_stream, handler.request_deserializer, handler.response_serializer

@@ -1,9 +1,10 @@
 """Server bootstrap shared by the three services.
 
-grpc.aio server with the request-id interceptor, the standard health service (SERVING once
-ready, NOT_SERVING as soon as a stop begins), server reflection so grpcurl can see every
-service, a Prometheus metrics endpoint, and a graceful stop on SIGTERM/SIGINT: in-flight calls
-get `grace` seconds to finish while new ones are refused.
+grpc.aio server with the request-id interceptor (then the service's own, e.g. API keys), the
+standard health service (SERVING once ready, NOT_SERVING as soon as a stop begins), server
+reflection so grpcurl can see every service, a listener that is plaintext, TLS or mutual TLS
+by the config's certificate settings, a Prometheus metrics endpoint, and a graceful stop on
+SIGTERM/SIGINT: in-flight calls get `grace` seconds to finish while new ones are refused.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import grpc
@@ -21,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import RequestIdInterceptor
+from voxserve.common.tls import server_credentials
 
 log = get_logger(__name__)
 
@@ -35,6 +38,10 @@ class ServiceSpec:
     register: Callable[[grpc.aio.Server], None]
     service_names: Sequence[str]
     on_stop: Callable[[], Awaitable[None]] | None = None
+    # Run after the request-id interceptor, in order (so their log lines carry the request id).
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+    # The config's environment prefix (e.g. "VOXSERVE_GATEWAY_"), to name settings in errors.
+    settings_prefix: str = ""
 
 
 class ListenConfig(Protocol):
@@ -48,12 +55,36 @@ class ListenConfig(Protocol):
     def metrics_port(self) -> int: ...
     @property
     def grace_seconds(self) -> float: ...
+    @property
+    def tls_cert_file(self) -> Path | None: ...
+    @property
+    def tls_key_file(self) -> Path | None: ...
+    @property
+    def tls_client_ca_file(self) -> Path | None: ...
+
+
+def listen_credentials(config: ListenConfig, prefix: str = "") -> grpc.ServerCredentials | None:
+    """The listener's TLS credentials (None: plaintext); a bad setting raises ConfigError naming it.
+
+    `serve` calls it before binding; a service with a slow start (an engine to load) calls it
+    first too, so that a bad setting stops it at once."""
+    return server_credentials(
+        config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file, prefix=prefix
+    )
+
+
+def tls_mode(config: ListenConfig) -> str:
+    if config.tls_cert_file is None:
+        return "off"
+    return "mutual" if config.tls_client_ca_file is not None else "on"
 
 
 async def serve(spec: ServiceSpec, config: ListenConfig) -> None:
     """Run a service until SIGTERM/SIGINT, then stop gracefully."""
+    # Checked before anything starts: a bad certificate setting stops the service with its name.
+    credentials = listen_credentials(config, spec.settings_prefix)
     server = grpc.aio.server(
-        interceptors=[RequestIdInterceptor()],
+        interceptors=[RequestIdInterceptor(), *spec.interceptors],
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -69,7 +100,10 @@ async def serve(spec: ServiceSpec, config: ListenConfig) -> None:
     )
 
     address = f"{config.host}:{config.port}"
-    bound = server.add_insecure_port(address)
+    if credentials is None:
+        bound = server.add_insecure_port(address)
+    else:
+        bound = server.add_secure_port(address, credentials)
     if bound == 0:
         raise OSError(f"cannot bind {address}")
     if config.metrics_port > 0:
@@ -78,7 +112,14 @@ async def serve(spec: ServiceSpec, config: ListenConfig) -> None:
     await server.start()
     for name in health_names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving", service=spec.name, address=f"{config.host}:{bound}", metrics_port=config.metrics_port)
+    log.info(
+        "serving",
+        service=spec.name,
+        address=f"{config.host}:{bound}",
+        metrics_port=config.metrics_port,
+        tls=tls_mode(config),
+        interceptors=[type(i).__name__ for i in spec.interceptors],
+    )
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

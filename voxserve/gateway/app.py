@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 import grpc
 
+from voxserve.common import tls
+from voxserve.common.auth import ApiKeys, api_key_interceptors
+from voxserve.common.config import ConfigError
 from voxserve.common.logging import configure_logging
-from voxserve.common.server import MAX_MESSAGE_BYTES, ServiceSpec, serve
-from voxserve.gateway.config import GatewayConfig
+from voxserve.common.server import MAX_MESSAGE_BYTES, ServiceSpec, listen_credentials, serve
+from voxserve.gateway.config import PREFIX, GatewayConfig
 from voxserve.gateway.pipeline import remote_runner
 from voxserve.gateway.servicer import SpeechServicer
 from voxserve.gateway.voices import VoiceRegistry
@@ -21,27 +24,69 @@ CHANNEL_OPTIONS = [
 ]
 
 
+def upstream_channels(config: GatewayConfig) -> Callable[[str], grpc.aio.Channel]:
+    """Opens a channel to an upstream (generator or vocoder): plaintext, or TLS when
+    `upstream_tls_ca_file` is set (with a client certificate for mutual TLS when configured).
+    The settings are checked here, once, before any channel opens."""
+    prefix = f"{PREFIX}UPSTREAM_"
+    credentials = tls.channel_credentials(
+        config.upstream_tls_ca_file,
+        config.upstream_tls_cert_file,
+        config.upstream_tls_key_file,
+        prefix=prefix,
+    )
+    if credentials is None:
+        if config.upstream_tls_server_name:
+            raise ConfigError(
+                f"{prefix}TLS_SERVER_NAME needs {prefix}TLS_CA_FILE: names are checked over TLS"
+            )
+        return lambda address: grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+    options = [*CHANNEL_OPTIONS, *tls.channel_options(config.upstream_tls_server_name)]
+    return lambda address: grpc.aio.secure_channel(address, credentials, options=options)
+
+
+def addresses(setting: str) -> list[str]:
+    """A comma-separated list of replica addresses (one may be a `dns:///name` target that
+    resolves to several, balanced per call by round_robin)."""
+    return [part.strip() for part in setting.split(",") if part.strip()]
+
+
+def interceptors(config: GatewayConfig) -> list[grpc.aio.ServerInterceptor]:
+    """The API-key check when keys are configured (none: the API is open)."""
+    keys = ApiKeys.load(config.api_keys, config.api_keys_file, file_setting=f"{PREFIX}API_KEYS_FILE")
+    return api_key_interceptors(keys, open_probes=config.auth_open_probes)
+
+
 async def run(config: GatewayConfig) -> None:
     configure_logging("gateway", config.log_level)
+    # Security settings are checked before anything else starts.
+    listen_credentials(config, PREFIX)
+    checks = interceptors(config)
+    channel = upstream_channels(config)
     voices = VoiceRegistry.from_file(config.voices_file) if config.voices_file else VoiceRegistry.builtin()
-    generator_channel = grpc.aio.insecure_channel(config.generator_address, options=CHANNEL_OPTIONS)
-    vocoder_channel = grpc.aio.insecure_channel(config.vocoder_address, options=CHANNEL_OPTIONS)
+    generator_channels = [channel(a) for a in addresses(config.generator_address)]
+    vocoder_channels = [channel(a) for a in addresses(config.vocoder_address)]
     runner = remote_runner(
-        generator_pb2_grpc.GeneratorStub(generator_channel), vocoder_pb2_grpc.VocoderStub(vocoder_channel)
+        [generator_pb2_grpc.GeneratorStub(c) for c in generator_channels],
+        [vocoder_pb2_grpc.VocoderStub(c) for c in vocoder_channels],
     )
     servicer = SpeechServicer(voices, runner, config)
 
     async def close_channels() -> None:
-        await generator_channel.close()
-        await vocoder_channel.close()
+        for open_channel in (*generator_channels, *vocoder_channels):
+            await open_channel.close()
 
-    await serve(speech_service(servicer, on_stop=close_channels), config)
+    await serve(speech_service(servicer, on_stop=close_channels, interceptors=checks), config)
 
 
 def speech_service(
-    servicer: SpeechServicer, *, name: str = "gateway", on_stop: Callable[[], Awaitable[None]] | None = None
+    servicer: SpeechServicer,
+    *,
+    name: str = "gateway",
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> ServiceSpec:
-    """The public Speech API as a service for `serve`."""
+    """The public Speech API as a service for `serve` (its settings are the gateway's)."""
 
     def register(server: grpc.aio.Server) -> None:
         speech_pb2_grpc.add_SpeechServicer_to_server(servicer, server)
@@ -51,4 +96,6 @@ def speech_service(
         register=register,
         service_names=[speech_pb2.DESCRIPTOR.services_by_name["Speech"].full_name],
         on_stop=on_stop,
+        interceptors=interceptors,
+        settings_prefix=PREFIX,
     )

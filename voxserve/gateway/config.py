@@ -17,8 +17,16 @@ class GatewayConfig:
     host: str = setting("127.0.0.1", "Address to listen on")
     port: int = setting(50051, "gRPC port of the public Speech API")
     metrics_port: int = setting(9101, "Prometheus metrics port; 0 disables")
-    generator_address: str = setting("127.0.0.1:50052", "Generator service address (gRPC target)")
-    vocoder_address: str = setting("127.0.0.1:50053", "Vocoder service address (gRPC target)")
+    generator_address: str = setting(
+        "127.0.0.1:50052",
+        "Generator replicas: gRPC targets, comma-separated; segments take them in turn, and one "
+        "that fails before any audio of a segment went out is replaced by the next",
+    )
+    vocoder_address: str = setting(
+        "127.0.0.1:50053",
+        "Vocoder replicas: gRPC targets, comma-separated; streams take them in turn, and a stream "
+        "whose replica fails is replayed on the next",
+    )
     voices_file: Path | None = setting(
         None, "Voice registry file (YAML, or JSON by its .json suffix); empty means the built-in voices"
     )
@@ -46,6 +54,35 @@ class GatewayConfig:
     )
     grace_seconds: float = setting(10.0, "Seconds in-flight requests get to finish on SIGTERM")
     log_level: str = setting("INFO", "Log level")
+    tls_cert_file: Path | None = setting(
+        None, "PEM certificate (chain) of this service's gRPC port; with TLS_KEY_FILE it serves TLS"
+    )
+    tls_key_file: Path | None = setting(None, "PEM private key of TLS_CERT_FILE (unencrypted)")
+    tls_client_ca_file: Path | None = setting(
+        None, "PEM CA bundle: set, clients must present a certificate it signed (mutual TLS)"
+    )
+    api_keys: str = setting(
+        "",
+        "Comma-separated API keys; with any key (here or in API_KEYS_FILE) every Speech call needs "
+        "metadata 'authorization: Bearer <key>'. No key: the API is open",
+        secret=True,
+    )
+    api_keys_file: Path | None = setting(
+        None, "File of API keys, one a line (blank lines and lines starting with # skipped); adds to API_KEYS"
+    )
+    auth_open_probes: bool = setting(
+        True, "With API keys, health checks and reflection (grpcurl list) still need no key; false: they do"
+    )
+    upstream_tls_ca_file: Path | None = setting(
+        None, "PEM CA bundle: set, the generator and vocoder are reached over TLS and verified with it"
+    )
+    upstream_tls_cert_file: Path | None = setting(
+        None, "PEM client certificate for the generator and vocoder (mutual TLS); needs UPSTREAM_TLS_CA_FILE"
+    )
+    upstream_tls_key_file: Path | None = setting(None, "PEM private key of UPSTREAM_TLS_CERT_FILE")
+    upstream_tls_server_name: str = setting(
+        "", "Name checked in the upstreams' certificates instead of the address's host (empty: the host)"
+    )
 
     def __post_init__(self) -> None:
         # Refuse at start-up what would otherwise fail on the first request.

@@ -1,8 +1,14 @@
-"""One text segment through generator and vocoder, pipelined.
+"""One text segment through generator and vocoder, pipelined, surviving a failed replica.
 
 The generator's frames are forwarded to the vocoder the moment they arrive (a forwarding task)
 while decoded chunks are read back at the same time; both sides feed one queue, so a failure on
 either side ends the segment at once instead of leaving the other waiting.
+
+Decoding is a pure function of (tokens, voice, seed), so when a vocoder replica fails mid-stream
+the segment's messages are replayed on another replica, which resumes at the next sample the
+gateway has not yet passed on: every sample arrives once. A generator replica that fails before
+any audio of the segment went out is replaced by another for a second attempt; after audio went
+out the rest could not match it, so the segment fails with UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -10,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 import grpc
 
+from voxserve.common.logging import get_logger
 from voxserve.common.request_id import outgoing_metadata
 from voxserve.v1 import generator_pb2, generator_pb2_grpc, vocoder_pb2, vocoder_pb2_grpc
 
@@ -30,10 +37,6 @@ class UpstreamError(Exception):
         self.service = service
         self.code = code
         self.details = details
-
-
-class _VocoderClosed(Exception):
-    """The vocoder call ended while frames were still being written."""
 
 
 @dataclass
@@ -67,9 +70,109 @@ def _upstream(service: str, exc: grpc.aio.AioRpcError) -> UpstreamError:
     return UpstreamError(service, exc.code(), exc.details() or "")
 
 
+log = get_logger(__name__)
+Stub = TypeVar("Stub")
+# A replica that went away (process died, connection reset) reports UNAVAILABLE; any other
+# status is an answer about the request itself and would be the same on every replica.
+FAILOVER_CODES = frozenset({grpc.StatusCode.UNAVAILABLE})
+MAX_VOCODER_FAILOVERS = 2
+
+
+class Replicas(Generic[Stub]):
+    """The stubs of one service's replicas, taken in turn so that streams spread over them."""
+
+    def __init__(self, stubs: Sequence[Stub]):
+        if not stubs:
+            raise ValueError("at least one replica is needed")
+        self.stubs = list(stubs)
+        self._turn = 0
+
+    def pick(self, avoid: Stub | None = None) -> Stub:
+        """The next replica in turn, other than `avoid` when there is another."""
+        for _ in range(len(self.stubs)):
+            stub = self.stubs[self._turn % len(self.stubs)]
+            self._turn += 1
+            if stub is not avoid or len(self.stubs) == 1:
+                return stub
+        return self.stubs[0]
+
+    def __len__(self) -> int:
+        return len(self.stubs)
+
+
+class VocoderLink:
+    """A segment's Decode stream, which moves to another replica when its own fails."""
+
+    def __init__(
+        self, replicas: Replicas[vocoder_pb2_grpc.VocoderStub], metadata: tuple, deadline: float | None
+    ):
+        self.replicas = replicas
+        self.metadata = metadata
+        self.deadline = deadline
+        self.sent: list[vocoder_pb2.DecodeRequest | None] = []
+        """Every message written so far (None: the half-close), for a replay."""
+        self.delivered = 0
+        """Samples passed on to the caller: a replay resumes after them."""
+        self.failovers = 0
+        self._lock = asyncio.Lock()
+        self.stub = replicas.pick()
+        self.call = self._open()
+
+    def _open(self) -> grpc.aio.StreamStreamCall:
+        timeout = None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
+        return self.stub.Decode(metadata=self.metadata, timeout=timeout)
+
+    async def send(self, message: vocoder_pb2.DecodeRequest | None) -> None:
+        """Write a message (None half-closes). A write to a call that already ended is dropped:
+        the reading side reports that call's status, or replays everything elsewhere."""
+        async with self._lock:
+            self.sent.append(message)
+            await self._write(message)
+
+    async def _write(self, message: vocoder_pb2.DecodeRequest | None) -> None:
+        try:
+            await (self.call.done_writing() if message is None else self.call.write(message))
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
+            pass
+
+    async def chunks(self) -> AsyncIterator[vocoder_pb2.AudioChunk]:
+        while True:
+            try:
+                async for chunk in self.call:
+                    self.delivered += len(chunk.pcm_f32) // 4
+                    yield chunk
+                return
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in FAILOVER_CODES or self.failovers >= MAX_VOCODER_FAILOVERS:
+                    raise _upstream("vocoder", exc) from exc
+                await self._replay(exc)
+
+    async def _replay(self, failure: grpc.aio.AioRpcError) -> None:
+        async with self._lock:
+            self.failovers += 1
+            self.call.cancel()
+            self.stub = self.replicas.pick(avoid=self.stub)
+            self.call = self._open()
+            log.warning(
+                "vocoder replica failed; replaying the stream",
+                code=failure.code().name,
+                details=failure.details(),
+                resume_from_sample=self.delivered,
+                messages=len(self.sent),
+            )
+            for message in self.sent:
+                if message is not None and message.HasField("start"):
+                    message = vocoder_pb2.DecodeRequest(start=message.start)
+                    message.start.resume_from_sample = self.delivered
+                await self._write(message)
+
+    def cancel(self) -> None:
+        self.call.cancel()
+
+
 async def run_segment(
-    generator: generator_pb2_grpc.GeneratorStub,
-    vocoder: vocoder_pb2_grpc.VocoderStub,
+    generators: Replicas[generator_pb2_grpc.GeneratorStub],
+    vocoders: Replicas[vocoder_pb2_grpc.VocoderStub],
     request: generator_pb2.GenerateRequest,
     *,
     codec: str,
@@ -83,31 +186,62 @@ async def run_segment(
     A voice known in advance (`s3_prompt`) opens the vocoder stream at once, while the generator
     is still reading the prompt; a spark stream opens when the generator sends its global ids.
     """
-    metadata = outgoing_metadata()
-    gen_call = generator.Generate(request, metadata=metadata, timeout=deadline_seconds)
-    voc_call = vocoder.Decode(metadata=metadata, timeout=deadline_seconds)
-    inbox: asyncio.Queue[vocoder_pb2.AudioChunk | BaseException] = asyncio.Queue()
-
-    async def send(message: vocoder_pb2.DecodeRequest | None) -> None:
-        """Write a message to the vocoder; None half-closes the request stream."""
+    deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
+    generator = generators.pick()
+    for attempt in range(2):
+        delivered = 0
         try:
-            await (voc_call.done_writing() if message is None else voc_call.write(message))
-        except (grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError) as exc:
-            raise _VocoderClosed from exc
+            async for chunk in _attempt(
+                generator, vocoders, request, codec, seed, stats, deadline, s3_prompt
+            ):
+                delivered += len(chunk.pcm_f32) // 4
+                yield chunk
+            return
+        except UpstreamError as exc:
+            if exc.service != "generator" or exc.code not in FAILOVER_CODES:
+                raise
+            if delivered:
+                raise UpstreamError(
+                    "generator",
+                    exc.code,
+                    f"the generator failed after {delivered} samples of this segment were sent, and "
+                    f"the rest could not match them: {exc.details}",
+                ) from exc
+            if attempt or len(generators) == 1:
+                raise
+            log.warning("generator replica failed before any audio; trying another", details=exc.details)
+            generator = generators.pick(avoid=generator)
+
+
+async def _attempt(
+    generator: generator_pb2_grpc.GeneratorStub,
+    vocoders: Replicas[vocoder_pb2_grpc.VocoderStub],
+    request: generator_pb2.GenerateRequest,
+    codec: str,
+    seed: int,
+    stats: SegmentStats,
+    deadline: float | None,
+    s3_prompt: vocoder_pb2.S3Prompt | None,
+) -> AsyncIterator[vocoder_pb2.AudioChunk]:
+    metadata = outgoing_metadata()
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    gen_call = generator.Generate(request, metadata=metadata, timeout=timeout)
+    link = VocoderLink(vocoders, metadata, deadline)
+    inbox: asyncio.Queue[vocoder_pb2.AudioChunk | BaseException] = asyncio.Queue()
 
     async def forward() -> None:
         opened = False
         try:
             if s3_prompt is not None:
                 start = vocoder_pb2.DecodeStart(codec=codec, seed=seed, s3_prompt=s3_prompt)
-                await send(vocoder_pb2.DecodeRequest(start=start))
+                await link.send(vocoder_pb2.DecodeRequest(start=start))
                 opened = True
             async for frame in gen_call:
                 if frame.global_ids:
                     stats.global_ids = tuple(frame.global_ids)
                     stats.voice_known.set()
                     start = vocoder_pb2.DecodeStart(codec=codec, global_ids=frame.global_ids, seed=seed)
-                    await send(vocoder_pb2.DecodeRequest(start=start))
+                    await link.send(vocoder_pb2.DecodeRequest(start=start))
                     opened = True
                 if frame.semantic_ids:
                     if not opened:
@@ -117,27 +251,25 @@ async def run_segment(
                     if stats.first_token_at is None:
                         stats.first_token_at = time.monotonic()
                     token_frame = vocoder_pb2.DecodeFrame(token_ids=frame.semantic_ids)
-                    await send(vocoder_pb2.DecodeRequest(frame=token_frame))
+                    await link.send(vocoder_pb2.DecodeRequest(frame=token_frame))
                 if frame.HasField("result"):
                     stats.result.CopyFrom(frame.result)
             stats.generated.set()
             if not opened:
                 raise UpstreamError("generator", grpc.StatusCode.INTERNAL, "the generator sent no global ids")
-            await send(vocoder_pb2.DecodeRequest(end=vocoder_pb2.DecodeEnd()))
-            await send(None)
+            await link.send(vocoder_pb2.DecodeRequest(end=vocoder_pb2.DecodeEnd()))
+            await link.send(None)
         except grpc.aio.AioRpcError as exc:
             inbox.put_nowait(_upstream("generator", exc))
         except UpstreamError as exc:
             inbox.put_nowait(exc)
-        except _VocoderClosed:
-            pass  # the reading side reports the vocoder's status
 
     async def read() -> None:
         try:
-            async for chunk in voc_call:
+            async for chunk in link.chunks():
                 inbox.put_nowait(chunk)
-        except grpc.aio.AioRpcError as exc:
-            inbox.put_nowait(_upstream("vocoder", exc))
+        except UpstreamError as exc:
+            inbox.put_nowait(exc)
 
     tasks = [asyncio.create_task(forward()), asyncio.create_task(read())]
     try:
@@ -153,11 +285,11 @@ async def run_segment(
         for task in tasks:
             task.cancel()
         gen_call.cancel()
-        voc_call.cancel()
+        link.cancel()
 
 
 def remote_runner(
-    generator: generator_pb2_grpc.GeneratorStub, vocoder: vocoder_pb2_grpc.VocoderStub
+    generators: Sequence[generator_pb2_grpc.GeneratorStub], vocoders: Sequence[vocoder_pb2_grpc.VocoderStub]
 ) -> SegmentRunner:
-    """The gateway's runner: the segment through a generator and a vocoder service."""
-    return functools.partial(run_segment, generator, vocoder)
+    """The gateway's runner: each segment through one of the generator and vocoder replicas."""
+    return functools.partial(run_segment, Replicas(generators), Replicas(vocoders))

@@ -9,9 +9,9 @@ from pathlib import Path
 import grpc
 
 from voxserve.common.logging import configure_logging, get_logger
-from voxserve.common.server import ServiceSpec, serve
+from voxserve.common.server import ServiceSpec, listen_credentials, serve
 from voxserve.generator import metrics
-from voxserve.generator.config import GeneratorConfig
+from voxserve.generator.config import PREFIX, GeneratorConfig
 from voxserve.generator.engine import SparkGenerator
 from voxserve.generator.servicer import GeneratorServicer
 from voxserve.generator.token_table import GRAMMARS, TokenTable
@@ -100,6 +100,7 @@ def build_engine(config: GeneratorConfig) -> SparkGenerator:
 
 async def run(config: GeneratorConfig) -> None:
     configure_logging("generator", config.log_level)
+    listen_credentials(config, PREFIX)  # a bad TLS setting stops the service before its model loads
     generator = build_engine(config)
     metrics.ENGINE_REQUESTS.set_function(lambda: generator.active_requests)
     servicer = GeneratorServicer(
@@ -120,5 +121,6 @@ async def run(config: GeneratorConfig) -> None:
         register=register,
         service_names=[generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name],
         on_stop=shutdown,
+        settings_prefix=PREFIX,
     )
     await serve(spec, config)

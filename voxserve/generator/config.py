@@ -42,6 +42,13 @@ class GeneratorConfig:
     enforce_eager: bool = setting(False, "Disable CUDA graphs / compilation (faster start, slower steps)")
     grace_seconds: float = setting(10.0, "Seconds in-flight requests get to finish on SIGTERM")
     log_level: str = setting("INFO", "Log level")
+    tls_cert_file: Path | None = setting(
+        None, "PEM certificate (chain) of this service's gRPC port; with TLS_KEY_FILE it serves TLS"
+    )
+    tls_key_file: Path | None = setting(None, "PEM private key of TLS_CERT_FILE (unencrypted)")
+    tls_client_ca_file: Path | None = setting(
+        None, "PEM CA bundle: set, clients must present a certificate it signed (mutual TLS)"
+    )
 
 
 def load(**overrides: Any) -> GeneratorConfig:

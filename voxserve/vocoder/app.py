@@ -8,13 +8,13 @@ import grpc
 import torch
 
 from voxserve.common.logging import configure_logging, get_logger
-from voxserve.common.server import ServiceSpec, serve
+from voxserve.common.server import ServiceSpec, listen_credentials, serve
 from voxserve.packs.pack import resolve_pack
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.base import Codec
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec
-from voxserve.vocoder.config import VocoderConfig
+from voxserve.vocoder.config import PREFIX, VocoderConfig
 from voxserve.vocoder.load_meter import HostCpuLoad
 from voxserve.vocoder.receptive_field import measure_context
 from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
@@ -87,6 +87,7 @@ def scheduler_limits(config: VocoderConfig, policy: ChunkPolicy) -> SchedulerLim
 
 async def run(config: VocoderConfig) -> None:
     configure_logging("vocoder", config.log_level)
+    listen_credentials(config, PREFIX)  # a bad TLS setting stops the service before its model loads
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
     codec = await asyncio.to_thread(build_codec, config)
@@ -110,5 +111,6 @@ async def run(config: VocoderConfig) -> None:
         register=register,
         service_names=[vocoder_pb2.DESCRIPTOR.services_by_name["Vocoder"].full_name],
         on_stop=scheduler.stop,
+        settings_prefix=PREFIX,
     )
     await serve(spec, config)

@@ -1,0 +1,185 @@
+"""Bounded fault and load scripts against a local stack on 127.0.0.1.
+
+leak: N streams (default 1,000) cancelled at random points (before first audio, after a few
+      chunks, or by a short deadline); afterwards every service's own count of live work must be
+      zero, and each service's resident memory is compared before and after.
+soak: clients at a fixed concurrency (80% of the sustained-stream capacity measured by
+      `bench run`) for a fixed time, 5% of them cancelling at a random point; records errors other
+      than the cancellations, playback underruns of the streams that ran to the end, and each
+      service's resident memory every 10 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench.corpus import load_corpus
+from bench.playback import underruns
+from voxserve.common.metrics import scrape
+from voxserve.stack import SERVICES, LocalStack, Ports
+from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
+
+LIVE_GAUGES = {
+    "gateway": "voxserve_gateway_active_requests",
+    "generator": "voxserve_generator_engine_requests",
+    "vocoder": "voxserve_vocoder_active_streams",
+}
+
+
+def rss_mib(stack: LocalStack) -> dict[str, float]:
+    """Resident memory of each service process, MiB."""
+    sizes = {}
+    for service, process in stack.processes.items():
+        for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                sizes[service] = round(int(line.split()[1]) / 1024, 1)
+    return sizes
+
+
+def live_work(stack: LocalStack) -> dict[str, float]:
+    return {s: scrape(stack.ports.metrics_url(s))[LIVE_GAUGES[s]] for s in SERVICES}
+
+
+async def wait_idle(stack: LocalStack, seconds: float = 30) -> dict[str, float]:
+    deadline = time.monotonic() + seconds
+    while any(live_work(stack).values()) and time.monotonic() < deadline:  # noqa: ASYNC110 - metrics are polled
+        await asyncio.sleep(0.2)
+    return live_work(stack)
+
+
+async def cancelled_stream(stub: speech_pb2_grpc.SpeechStub, rng: random.Random) -> str:
+    """One stream cut short at a random point; returns how."""
+    way = rng.choice(["before audio", "after chunks", "deadline"])
+    request = speech_pb2.SynthesizeRequest(
+        text="Cut me short somewhere along the way.",
+        sampling=generator_pb2.SamplingParams(max_tokens=300),
+    )
+    call = stub.Synthesize(request, timeout=rng.uniform(0.05, 0.6) if way == "deadline" else 60)
+    try:
+        if way == "before audio":
+            await asyncio.sleep(rng.uniform(0, 0.05))
+        elif way == "after chunks":
+            for _ in range(rng.randint(1, 4)):
+                await call.read()
+        else:
+            async for _ in call:
+                pass
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            return f"error {exc.code().name}"
+    call.cancel()
+    return way
+
+
+async def leak(stack: LocalStack, streams: int, concurrency: int, seed: int) -> dict[str, Any]:
+    rng = random.Random(seed)
+    async with grpc.aio.insecure_channel(stack.ports.address("gateway")) as channel:
+        stub = speech_pb2_grpc.SpeechStub(channel)
+        for _ in range(20):  # warm-up, so that the baseline memory holds the steady-state caches
+            await cancelled_stream(stub, random.Random(rng.random()))
+        await wait_idle(stack)
+        before = rss_mib(stack)
+        seeds = iter([rng.random() for _ in range(streams)])
+        ways: dict[str, int] = {}
+
+        async def client() -> None:
+            for one in seeds:
+                way = await cancelled_stream(stub, random.Random(one))
+                ways[way] = ways.get(way, 0) + 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.monotonic() - started
+    live = await wait_idle(stack)
+    after = rss_mib(stack)
+    return {
+        "streams": streams,
+        "concurrency": concurrency,
+        "seconds": round(elapsed, 1),
+        "how_they_ended": ways,
+        "live_after": live,
+        "rss_mib_before": before,
+        "rss_mib_after": after,
+        "rss_growth_percent": {s: round(100 * (after[s] - before[s]) / before[s], 1) for s in before},
+    }
+
+
+async def soak(stack: LocalStack, concurrency: int, seconds: float, seed: int) -> dict[str, Any]:
+    texts = [t.text for t in load_corpus() if t.kind in ("short", "medium")]
+    rng = random.Random(seed)
+    counts = {"completed": 0, "cancelled": 0, "errors": 0, "underruns": 0, "underrun_streams": 0}
+    errors: list[str] = []
+    memory: list[dict[str, Any]] = []
+    started = time.monotonic()
+
+    async def client(stub: speech_pb2_grpc.SpeechStub, number: int) -> None:
+        local = random.Random(rng.random())
+        turn = 0
+        while time.monotonic() - started < seconds:
+            turn += 1
+            if local.random() < 0.05:
+                await cancelled_stream(stub, local)
+                counts["cancelled"] += 1
+                continue
+            request = speech_pb2.SynthesizeRequest(
+                text=texts[(number + turn) % len(texts)],
+                sampling=generator_pb2.SamplingParams(max_tokens=250, seed=local.randrange(1 << 30)),
+            )
+            sent = time.monotonic()
+            arrivals: list[tuple[float, int]] = []
+            try:
+                async for response in stub.Synthesize(request, timeout=120):
+                    if response.HasField("audio"):
+                        arrivals.append((time.monotonic() - sent, len(response.audio.data) // 2))
+            except grpc.aio.AioRpcError as exc:
+                counts["errors"] += 1
+                errors.append(f"{exc.code().name}: {exc.details()}")
+                continue
+            counts["completed"] += 1
+            stalls = underruns(arrivals, 16000).count
+            counts["underruns"] += stalls
+            counts["underrun_streams"] += bool(stalls)
+
+    async def watch_memory() -> None:
+        while time.monotonic() - started < seconds:
+            memory.append({"t": round(time.monotonic() - started), **rss_mib(stack)})
+            await asyncio.sleep(10)
+
+    async with grpc.aio.insecure_channel(stack.ports.address("gateway")) as channel:
+        stub = speech_pb2_grpc.SpeechStub(channel)
+        await asyncio.gather(watch_memory(), *(client(stub, n) for n in range(concurrency)))
+    live = await wait_idle(stack)
+    warm = [m for m in memory if m["t"] >= 60] or memory
+    flat = {
+        s: round(100 * (max(m[s] for m in warm) - min(m[s] for m in warm)) / min(m[s] for m in warm), 1)
+        for s in SERVICES
+    }
+    return {
+        "concurrency": concurrency,
+        "seconds": seconds,
+        **counts,
+        "error_examples": errors[:5],
+        "live_after": live,
+        "rss_spread_after_warmup_percent": flat,
+        "rss_mib": memory,
+    }
+
+
+def run_faults(pack: Path, out_dir: Path, what: str, **options: Any) -> dict[str, Any]:
+    seed = options.pop("seed", 0)
+    with LocalStack(pack, Ports.free(), log_dir=out_dir / "logs") as stack:
+        if what == "leak":
+            result = asyncio.run(leak(stack, options["streams"], options["concurrency"], seed))
+        else:
+            result = asyncio.run(soak(stack, options["concurrency"], options["seconds"], seed))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"faults-{what}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return result
