@@ -98,7 +98,7 @@ def _print_synthesis(result: object, out: Path) -> None:
 
 
 def _say(address: str, args: argparse.Namespace) -> None:
-    from voxserve.client import synthesize, synthesize_stream
+    from voxserve.client import ClientSecurity, synthesize, synthesize_stream
     from voxserve.common.audio import write_wav_pcm16
     from voxserve.v1 import generator_pb2, speech_pb2
 
@@ -111,6 +111,7 @@ def _say(address: str, args: argparse.Namespace) -> None:
     if args.max_tokens:
         sampling.max_tokens = args.max_tokens
     options = {
+        "security": ClientSecurity(api_key=args.api_key, ca_file=args.ca),
         "voice": args.voice,
         "sampling": sampling,
         "seed": args.seed,
@@ -279,6 +280,8 @@ def parser() -> argparse.ArgumentParser:
             sp.add_argument(
                 "--pack", type=Path, default=None, help="start the services on this pack for this one text"
             )
+            sp.add_argument("--api-key", default=None, help="the gateway's API key (sent as a bearer token)")
+            sp.add_argument("--ca", type=Path, default=None, help="CA certificate (PEM) of a TLS gateway")
             sp.add_argument(
                 "--stream",
                 action="store_true",
@@ -287,7 +290,7 @@ def parser() -> argparse.ArgumentParser:
         else:
             sp.add_argument("--text", default=DEMO_TEXT)
             sp.add_argument("--pack", type=Path, default=None)
-            sp.set_defaults(stream=False)
+            sp.set_defaults(stream=False, api_key=None, ca=None)
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--log-dir", default=".voxserve/logs")
         sp.add_argument(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 
@@ -48,6 +49,22 @@ class Synthesis:
         return self.total_seconds / self.audio_seconds if self.audio_seconds else 0.0
 
 
+@dataclass(frozen=True)
+class ClientSecurity:
+    """How to reach a secured gateway: its CA (TLS) and an API key (bearer token)."""
+
+    api_key: str | None = None
+    ca_file: Path | None = None
+
+    def channel(self, address: str) -> grpc.Channel:
+        if self.ca_file is None:
+            return grpc.insecure_channel(address)
+        return grpc.secure_channel(address, grpc.ssl_channel_credentials(Path(self.ca_file).read_bytes()))
+
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
+
+
 def synthesize(
     address: str,
     text: str,
@@ -60,13 +77,16 @@ def synthesize(
     sample_rate: int = 0,
     timeout: float | None = 300.0,
     metadata: Sequence[tuple[str, str]] = (),
+    security: ClientSecurity | None = None,
 ) -> Synthesis:
     request = speech_pb2.SynthesizeRequest(
         text=text, voice=voice, sampling=sampling, seed=seed, encoding=encoding, sample_rate=sample_rate
     )
     if style is not None:
         request.style.CopyFrom(style)
-    return _collect(address, lambda stub, **kw: stub.Synthesize(request, **kw), encoding, timeout, metadata)
+    return _collect(
+        address, lambda stub, **kw: stub.Synthesize(request, **kw), encoding, timeout, metadata, security
+    )
 
 
 FLUSH = object()
@@ -85,6 +105,7 @@ def synthesize_stream(
     delay_seconds: float = 0.0,
     timeout: float | None = 300.0,
     metadata: Sequence[tuple[str, str]] = (),
+    security: ClientSecurity | None = None,
 ) -> Synthesis:
     """SynthesizeStream: sends `deltas` (text or FLUSH) `delay_seconds` apart, then end of input."""
     config = speech_pb2.SynthesizeRequest(
@@ -102,7 +123,12 @@ def synthesize_stream(
         yield speech_pb2.SynthesizeStreamRequest(end=speech_pb2.EndOfInput())
 
     return _collect(
-        address, lambda stub, **kw: stub.SynthesizeStream(requests(), **kw), encoding, timeout, metadata
+        address,
+        lambda stub, **kw: stub.SynthesizeStream(requests(), **kw),
+        encoding,
+        timeout,
+        metadata,
+        security,
     )
 
 
@@ -112,10 +138,12 @@ def _collect(
     encoding: speech_pb2.AudioEncoding,
     timeout: float | None,
     metadata: Sequence[tuple[str, str]],
+    security: ClientSecurity | None = None,
 ) -> Synthesis:
     """Runs `call(stub, timeout=, metadata=)` and gathers its audio and summary."""
-    metadata = tuple(metadata) or ((METADATA_KEY, new_request_id()),)
-    with grpc.insecure_channel(address) as channel:
+    security = security or ClientSecurity()
+    metadata = (*(tuple(metadata) or ((METADATA_KEY, new_request_id()),)), *security.metadata())
+    with security.channel(address) as channel:
         stub = speech_pb2_grpc.SpeechStub(channel)
         started = time.perf_counter()
         first_audio: float | None = None

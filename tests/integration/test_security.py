@@ -14,6 +14,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+import soundfile
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.common.test_security import Pki, write_pki
@@ -170,3 +171,17 @@ def test_half_a_key_pair_stops_a_service_at_start_up(pki: Pki, tmp_path: Path) -
         "VOXSERVE_GATEWAY_TLS_CERT_FILE is set but VOXSERVE_GATEWAY_TLS_KEY_FILE is not"
         in (tmp_path / "gateway.log").read_text()
     )
+
+
+def test_voxserve_say_reaches_a_secured_gateway(tls_stack: LocalStack, pki: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "secure.wav"
+    gateway = tls_stack.ports.address("gateway")
+    command = [sys.executable, "-m", "voxserve.cli", "say", "Over TLS.", "--address", gateway, "-o", str(out)]
+    command += ["--max-tokens", "12", "--ca", str(pki.ca)]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert refused.returncode == 1 and "UNAUTHENTICATED" in refused.stderr
+    done = subprocess.run(
+        [*command, "--api-key", KEYS[0]], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert soundfile.info(str(out)).frames == 12 * 320
