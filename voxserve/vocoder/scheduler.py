@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -93,6 +94,9 @@ class Scheduler:
         self._streams: dict[int, DecodeStream] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # One thread runs every forward: one device's work is one sequence anyway, and a single
+        # thread keeps the allocator to one arena instead of fragmenting memory over many.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vocoder-decode")
 
     @property
     def active_streams(self) -> int:
@@ -210,7 +214,8 @@ class Scheduler:
         """One forward for all rows of the batch, then hand each stream its samples."""
         started = time.monotonic()
         try:
-            batch.audio = await asyncio.to_thread(self._decode_to_host, batch)
+            loop = asyncio.get_running_loop()
+            batch.audio = await loop.run_in_executor(self._executor, self._decode_to_host, batch)
         except Exception as exc:  # a codec failure fails only the streams in this batch
             log.exception("decode failed", batch_size=batch.size)
             for w in batch.windows:
