@@ -10,7 +10,7 @@ import grpc
 from voxserve.common.admission import Admission, Overloaded, refuse_overloaded
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import current_request_id
-from voxserve.common.status import InvalidArgument
+from voxserve.common.status import InvalidArgument, abort_invalid
 from voxserve.generator import metrics
 from voxserve.generator.engine import NUM_GLOBAL_TOKENS, Frame, Sampling, SparkGenerator, Style
 from voxserve.generator.prompts import Gender
@@ -146,7 +146,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             )
         except InvalidArgument as exc:
             metrics.REQUESTS.labels("invalid").inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort_invalid(context, str(exc))
         try:
             with self.admission.enter():
                 async for frame in self._generate(args):
@@ -155,7 +155,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             metrics.REQUESTS.labels("refused").inc()
             await refuse_overloaded(context, exc)
         except InvalidArgument as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort_invalid(context, str(exc))  # cut short: it may quote the text (markup)
 
     async def _generate(self, args: dict[str, Any]) -> AsyncIterator[generator_pb2.TokenFrame]:
         metrics.ACTIVE_REQUESTS.inc()

@@ -11,7 +11,7 @@ import numpy as np
 
 from voxserve.common.admission import RETRY_PUSHBACK
 from voxserve.common.logging import get_logger
-from voxserve.common.status import InvalidArgument
+from voxserve.common.status import InvalidArgument, abort_invalid, bounded_details
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder import metrics
 from voxserve.vocoder.codecs.base import Codec, CodecInputError, VoiceConditioning
@@ -23,6 +23,16 @@ log = get_logger(__name__)
 # After the last chunk, how long to wait for the caller to close its side, so that a message it
 # sent after End is refused even when it arrives after the last chunk went out.
 CLOSE_WAIT_SECONDS = 0.5
+# A caller's string quoted in an error is cut to this many characters (all details are bounded
+# anyway, see `bounded_details`; this keeps the rest of the message).
+MAX_ECHO_CHARS = 64
+
+
+def echo(value: str) -> str:
+    """`value` quoted for an error message, cut to MAX_ECHO_CHARS characters."""
+    if len(value) <= MAX_ECHO_CHARS:
+        return repr(value)
+    return f"{value[:MAX_ECHO_CHARS]!r}... ({len(value)} characters)"
 
 
 def validate_token_ids(ids: list[int], vocab_size: int) -> None:
@@ -59,7 +69,7 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
         start = first.start
         if start.codec != self.codec.name:
             raise InvalidArgument(
-                f"start.codec {start.codec!r} is unknown; this vocoder serves {self.codec.name!r}"
+                f"start.codec {echo(start.codec)} is unknown; this vocoder serves {self.codec.name!r}"
             )
         try:
             conditioning = self.codec.condition(voice_conditioning(start))
@@ -104,7 +114,7 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
             stream = await self._open(request_iterator)
         except InvalidArgument as exc:
             metrics.STREAMS.labels("invalid").inc()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+            await abort_invalid(context, str(exc))
         except StreamLimitReached as exc:
             metrics.STREAMS.labels("refused").inc()
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), RETRY_PUSHBACK)
@@ -118,7 +128,8 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
                     code = (
                         grpc.StatusCode.INVALID_ARGUMENT if outcome == "invalid" else grpc.StatusCode.INTERNAL
                     )
-                    await context.abort(code, str(item) if outcome == "invalid" else f"decode failed: {item}")
+                    message = str(item) if outcome == "invalid" else f"decode failed: {item}"
+                    await context.abort(code, bounded_details(message))
                     return
                 samples = item.samples.numpy().astype(np.float32, copy=False)
                 offset = item.sample_offset
@@ -140,7 +151,7 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
                     late = stream.outbox.get_nowait() if not stream.outbox.empty() else None
                     if isinstance(late, InvalidArgument):
                         outcome = "invalid"
-                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(late))
+                        await abort_invalid(context, str(late))
                     break
         finally:
             feeder.cancel()
