@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -126,6 +127,9 @@ class LocalStack:
             env=self.service_env(service),
             stdout=out,
             stderr=out,
+            # Its own process group: the service and the processes it starts (vLLM's engine core)
+            # stop or die together, as they would in a container.
+            start_new_session=True,
         )
         self.processes[service] = process
         return process
@@ -143,6 +147,12 @@ class LocalStack:
             )
         return self
 
+    def kill(self, service: str) -> None:
+        """SIGKILL a service and everything it started, as when its machine or container dies."""
+        process = self.processes[service]
+        _kill_group(process)
+        process.wait()
+
     def stop(self, grace: float = 15.0) -> None:
         for process in self.processes.values():
             if process.poll() is None:
@@ -154,6 +164,7 @@ class LocalStack:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+            _kill_group(process)  # whatever the service left behind
         self.processes.clear()
         for log in self._logs:
             log.close()
@@ -164,3 +175,8 @@ class LocalStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)

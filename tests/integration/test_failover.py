@@ -7,7 +7,6 @@ test; the session stack's generator serves where a test needs a healthy one.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,7 +79,7 @@ def test_a_vocoder_killed_mid_stream_is_replaced_without_a_seam(
             if scrape(v.ports.metrics_url("vocoder"))["voxserve_vocoder_active_streams"] > 0
         ]
         assert len(busy) == 1, "exactly one replica decodes the stream"
-        busy[0].processes["vocoder"].send_signal(signal.SIGKILL)
+        busy[0].kill("vocoder")
         responses += list(call)
     expected, got = pcm(uninterrupted), pcm(responses)
     assert got.size == expected.size == TOKENS * SAMPLES_PER_TOKEN
@@ -140,7 +139,7 @@ def test_a_generator_lost_after_audio_went_out_ends_the_call_with_unavailable(
         with grpc.insecure_channel(gateway.ports.address("gateway")) as channel:
             call = speech_pb2_grpc.SpeechStub(channel).Synthesize(request, timeout=120)
             assert next(call).HasField("audio")
-            spare_generator.processes["generator"].send_signal(signal.SIGKILL)
+            spare_generator.kill("generator")
             with pytest.raises(grpc.RpcError) as info:
                 list(call)
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
