@@ -7,6 +7,7 @@ python -m bench scaling                                 # vocoder compute per au
 python -m bench s3gen                                   # S3Gen streamed vs offline vs prefix re-run
 python -m bench long-text                               # 2,000 characters: pipelined segments vs not
 python -m bench faults leak                             # 1,000 randomly cancelled streams: nothing left live
+python -m bench faults overload --seconds 60            # 2x the gateway's limit: refusals, admitted stalls
 python -m bench faults soak --seconds 600               # steady load with 5% cancelling: errors, memory
 python -m bench report bench/results/run-*.json         # re-render a run's table and plot
 """
@@ -199,16 +200,17 @@ def parser() -> argparse.ArgumentParser:
     fl = sub.add_parser(
         "faults", help="leak: randomly cancelled streams; soak: steady load with cancellations"
     )
-    fl.add_argument("what", choices=["leak", "soak"])
+    fl.add_argument("what", choices=["leak", "overload", "soak"])
     fl.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
     fl.add_argument("--streams", type=int, default=1000, help="leak: streams to cancel")
     fl.add_argument(
         "--concurrency",
         type=int,
         default=3,
-        help="leak: clients at once; soak: 80%% of the sustained capacity (4 streams on 2 CPU cores)",
+        help="leak: clients at once; overload: the gateway's stream limit; soak: 80%% of the "
+        "sustained capacity (4 streams on 2 CPU cores)",
     )
-    fl.add_argument("--seconds", type=float, default=600.0, help="soak: how long")
+    fl.add_argument("--seconds", type=float, default=600.0, help="soak: how long; overload: per phase")
     fl.add_argument("--out", default=str(DEFAULT_OUT))
     fl.set_defaults(func=cmd_faults)
 

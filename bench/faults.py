@@ -3,6 +3,9 @@
 leak: N streams (default 1,000) cancelled at random points (before first audio, after a few
       chunks, or by a short deadline); afterwards every service's own count of live work must be
       zero, and each service's resident memory is compared before and after.
+overload: the gateway capped at N streams (`VOXSERVE_GATEWAY_MAX_STREAMS`); N clients stream while
+      N more keep calling: how fast the extra calls are refused, and whether the admitted
+      streams stall more than N clients alone (run first, side by side).
 soak: clients at a fixed concurrency (80% of the sustained-stream capacity measured by
       `bench run`) for a fixed time, 5% of them cancelling at a random point; records errors other
       than the cancellations, playback underruns of the streams that ran to the end, and each
@@ -182,11 +185,85 @@ async def soak(stack: LocalStack, concurrency: int, seconds: float, seed: int) -
     }
 
 
+async def admitted_stream(stub: speech_pb2_grpc.SpeechStub, text: str, seed: int) -> tuple[int, str | None]:
+    """One full stream: (playback stalls, error)."""
+    request = speech_pb2.SynthesizeRequest(
+        text=text, sampling=generator_pb2.SamplingParams(max_tokens=250, seed=seed)
+    )
+    sent = time.monotonic()
+    arrivals: list[tuple[float, int]] = []
+    try:
+        async for response in stub.Synthesize(request, timeout=120):
+            if response.HasField("audio"):
+                arrivals.append((time.monotonic() - sent, len(response.audio.data) // 2))
+    except grpc.aio.AioRpcError as exc:
+        return 0, f"{exc.code().name}: {exc.details()}"
+    return underruns(arrivals, 16000).count, None
+
+
+async def overload(stack: LocalStack, limit: int, seconds: float) -> dict[str, Any]:
+    texts = [t.text for t in load_corpus() if t.kind == "medium"]
+
+    async def phase(extra: int) -> dict[str, Any]:
+        started = time.monotonic()
+        stalls, errors, streams = 0, [], 0
+        refusals: list[float] = []
+        other: list[str] = []
+        async with grpc.aio.insecure_channel(stack.ports.address("gateway")) as channel:
+            stub = speech_pb2_grpc.SpeechStub(channel)
+
+            async def admitted(number: int) -> None:
+                nonlocal stalls, streams
+                turn = 0
+                while time.monotonic() - started < seconds:
+                    turn += 1
+                    count, error = await admitted_stream(stub, texts[(number + turn) % len(texts)], turn)
+                    if error:  # an extra caller took the place this client had just given back
+                        errors.append(error)
+                        await asyncio.sleep(0.05)
+                        continue
+                    stalls, streams = stalls + count, streams + 1
+
+            async def pushing() -> None:
+                await asyncio.sleep(1.0)  # the admitted clients hold every place first
+                while time.monotonic() - started < seconds:
+                    sent = time.monotonic()
+                    _, error = await admitted_stream(stub, texts[0], 0)
+                    if error and error.startswith("RESOURCE_EXHAUSTED"):
+                        refusals.append(time.monotonic() - sent)
+                    else:
+                        other.append(error or "served")
+                    await asyncio.sleep(0.05)
+
+            await asyncio.gather(*(admitted(n) for n in range(limit)), *(pushing() for _ in range(extra)))
+        refusals.sort()
+        return {
+            "admitted_streams": streams,
+            "admitted_stalls": stalls,
+            "admitted_refused_between_streams": len(errors),
+            "refused": len(refusals),
+            "refused_ms_p50": round(1000 * refusals[len(refusals) // 2], 2) if refusals else None,
+            "refused_ms_p99": round(1000 * refusals[int(len(refusals) * 0.99)], 2) if refusals else None,
+            "refused_ms_max": round(1000 * refusals[-1], 2) if refusals else None,
+            "extra_calls_served_or_other": len(other),
+        }
+
+    return {
+        "limit": limit,
+        "seconds_per_phase": seconds,
+        "alone": await phase(0),
+        "with_2x": await phase(limit),
+    }
+
+
 def run_faults(pack: Path, out_dir: Path, what: str, **options: Any) -> dict[str, Any]:
     seed = options.pop("seed", 0)
-    with LocalStack(pack, Ports.free(), log_dir=out_dir / "logs") as stack:
+    env = {"VOXSERVE_GATEWAY_MAX_STREAMS": str(options["concurrency"])} if what == "overload" else {}
+    with LocalStack(pack, Ports.free(), log_dir=out_dir / "logs", env=env) as stack:
         if what == "leak":
             result = asyncio.run(leak(stack, options["streams"], options["concurrency"], seed))
+        elif what == "overload":
+            result = asyncio.run(overload(stack, options["concurrency"], options["seconds"]))
         else:
             result = asyncio.run(soak(stack, options["concurrency"], options["seconds"], seed))
     out_dir.mkdir(parents=True, exist_ok=True)
