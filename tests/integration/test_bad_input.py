@@ -120,3 +120,29 @@ def test_vocoder_rejects(
     with grpc.insecure_channel(stack.ports.address("vocoder")) as channel:
         stub = vocoder_pb2_grpc.VocoderStub(channel)
         expect_invalid(lambda: stub.Decode(iter(messages), timeout=30), *needles)
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "streaming", "type_name"),
+    [
+        ("gateway", "/voxserve.v1.Speech/Synthesize", False, "SynthesizeRequest"),
+        ("gateway", "/voxserve.v1.Speech/ListVoices", False, "ListVoicesRequest"),
+        ("gateway", "/voxserve.v1.Speech/SynthesizeStream", True, "SynthesizeStreamRequest"),
+        ("generator", "/voxserve.v1.Generator/Generate", False, "GenerateRequest"),
+        ("vocoder", "/voxserve.v1.Vocoder/Decode", True, "DecodeRequest"),
+    ],
+)
+def test_bytes_that_are_no_message_get_invalid_argument(
+    stack: LocalStack, service: str, method: str, streaming: bool, type_name: str
+) -> None:
+    garbage = b"\xff\xff\xff"
+    with grpc.insecure_channel(stack.ports.address(service)) as channel:
+
+        def call() -> object:
+            if streaming:
+                return channel.stream_stream(method)(iter([garbage]), timeout=30)
+            if method.endswith("ListVoices"):
+                return [channel.unary_unary(method)(garbage, timeout=30)]
+            return channel.unary_stream(method)(garbage, timeout=30)
+
+        expect_invalid(call, f"not a valid voxserve.v1.{type_name} message")

@@ -11,6 +11,7 @@ import grpc
 import structlog
 
 from voxserve.common.call_metrics import counted
+from voxserve.common.status import InvalidArgument
 
 METADATA_KEY = "x-request-id"
 
@@ -62,28 +63,31 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = handler_call_details.method
+        deserialize = _lenient(handler.request_deserializer)
         if handler.unary_unary:
             inner_uu = handler.unary_unary
 
             async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 bind(context)
                 with counted(context, method):
+                    if isinstance(request, Undecodable):
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
                     return await inner_uu(request, context)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.unary_unary_rpc_method_handler(unary_unary, deserialize, handler.response_serializer)
         if handler.unary_stream:
             inner_us = handler.unary_stream
 
             async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 bind(context)
                 with counted(context, method):
+                    if isinstance(request, Undecodable):
+                        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.message)
                     async for item in inner_us(request, context):
                         yield item
 
             return grpc.unary_stream_rpc_method_handler(
-                unary_stream, handler.request_deserializer, handler.response_serializer
+                unary_stream, deserialize, handler.response_serializer
             )
         if handler.stream_stream:
             inner_ss = handler.stream_stream
@@ -91,10 +95,42 @@ class RequestIdInterceptor(grpc.aio.ServerInterceptor):
             async def stream_stream(requests: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
                 bind(context)
                 with counted(context, method):
-                    async for item in inner_ss(requests, context):
+                    async for item in inner_ss(_decoded(requests), context):
                         yield item
 
             return grpc.stream_stream_rpc_method_handler(
-                stream_stream, handler.request_deserializer, handler.response_serializer
+                stream_stream, deserialize, handler.response_serializer
             )
         return handler
+
+
+class Undecodable:
+    """A request whose bytes are not a valid message: the call gets INVALID_ARGUMENT, not the
+    UNKNOWN that a failing deserializer would give."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def _lenient(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    if deserialize is None:
+        return None
+    owner = getattr(deserialize, "__self__", None)
+    name = getattr(getattr(owner, "DESCRIPTOR", None), "full_name", "request")
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except Exception as exc:  # protobuf's DecodeError, or anything a parser raises
+            return Undecodable(f"request: the bytes are not a valid {name} message ({exc})")
+
+    return parse
+
+
+async def _decoded(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A request stream whose undecodable messages raise InvalidArgument where they are read, so
+    the servicer ends the call as it does for any other bad message."""
+    async for request in requests:
+        if isinstance(request, Undecodable):
+            raise InvalidArgument(request.message)
+        yield request
