@@ -124,6 +124,22 @@ async def leak(stack: LocalStack, streams: int, concurrency: int, seed: int) -> 
     }
 
 
+async def admitted_stream(stub: speech_pb2_grpc.SpeechStub, text: str, seed: int) -> tuple[int, str | None]:
+    """One full stream: (playback stalls, error)."""
+    request = speech_pb2.SynthesizeRequest(
+        text=text, sampling=generator_pb2.SamplingParams(max_tokens=250, seed=seed)
+    )
+    sent = time.monotonic()
+    arrivals: list[tuple[float, int]] = []
+    try:
+        async for response in stub.Synthesize(request, timeout=120):
+            if response.HasField("audio"):
+                arrivals.append((time.monotonic() - sent, len(response.audio.data) // 2))
+    except grpc.aio.AioRpcError as exc:
+        return 0, f"{exc.code().name}: {exc.details()}"
+    return underruns(arrivals, 16000).count, None
+
+
 async def soak(stack: LocalStack, concurrency: int, seconds: float, seed: int) -> dict[str, Any]:
     texts = [t.text for t in load_corpus() if t.kind in ("short", "medium")]
     rng = random.Random(seed)
@@ -141,22 +157,14 @@ async def soak(stack: LocalStack, concurrency: int, seconds: float, seed: int) -
                 await cancelled_stream(stub, local)
                 counts["cancelled"] += 1
                 continue
-            request = speech_pb2.SynthesizeRequest(
-                text=texts[(number + turn) % len(texts)],
-                sampling=generator_pb2.SamplingParams(max_tokens=250, seed=local.randrange(1 << 30)),
+            stalls, error = await admitted_stream(
+                stub, texts[(number + turn) % len(texts)], local.randrange(1 << 30)
             )
-            sent = time.monotonic()
-            arrivals: list[tuple[float, int]] = []
-            try:
-                async for response in stub.Synthesize(request, timeout=120):
-                    if response.HasField("audio"):
-                        arrivals.append((time.monotonic() - sent, len(response.audio.data) // 2))
-            except grpc.aio.AioRpcError as exc:
+            if error:
                 counts["errors"] += 1
-                errors.append(f"{exc.code().name}: {exc.details()}")
+                errors.append(error)
                 continue
             counts["completed"] += 1
-            stalls = underruns(arrivals, 16000).count
             counts["underruns"] += stalls
             counts["underrun_streams"] += bool(stalls)
 
@@ -183,22 +191,6 @@ async def soak(stack: LocalStack, concurrency: int, seconds: float, seed: int) -
         "rss_spread_after_warmup_percent": flat,
         "rss_mib": memory,
     }
-
-
-async def admitted_stream(stub: speech_pb2_grpc.SpeechStub, text: str, seed: int) -> tuple[int, str | None]:
-    """One full stream: (playback stalls, error)."""
-    request = speech_pb2.SynthesizeRequest(
-        text=text, sampling=generator_pb2.SamplingParams(max_tokens=250, seed=seed)
-    )
-    sent = time.monotonic()
-    arrivals: list[tuple[float, int]] = []
-    try:
-        async for response in stub.Synthesize(request, timeout=120):
-            if response.HasField("audio"):
-                arrivals.append((time.monotonic() - sent, len(response.audio.data) // 2))
-    except grpc.aio.AioRpcError as exc:
-        return 0, f"{exc.code().name}: {exc.details()}"
-    return underruns(arrivals, 16000).count, None
 
 
 async def overload(stack: LocalStack, limit: int, seconds: float) -> dict[str, Any]:
