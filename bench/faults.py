@@ -18,13 +18,14 @@ import asyncio
 import json
 import random
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from bench.corpus import load_corpus
-from bench.playback import underruns
+from bench.playback import Playback, underruns
 from voxserve.common.metrics import scrape
 from voxserve.stack import SERVICES, LocalStack, Ports
 from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
@@ -34,6 +35,13 @@ LIVE_GAUGES = {
     "generator": "voxserve_generator_engine_requests",
     "vocoder": "voxserve_vocoder_active_streams",
 }
+
+
+def percentiles_ms(values: list[float]) -> list[float | None]:
+    ordered = sorted(values)
+    if not ordered:
+        return [None, None]
+    return [round(1000 * ordered[int(len(ordered) * q)], 1) for q in (0.5, 0.95)]
 
 
 def rss_mib(stack: LocalStack) -> dict[str, float]:
@@ -124,8 +132,16 @@ async def leak(stack: LocalStack, streams: int, concurrency: int, seed: int) -> 
     }
 
 
-async def admitted_stream(stub: speech_pb2_grpc.SpeechStub, text: str, seed: int) -> tuple[int, str | None]:
-    """One full stream: (playback stalls, error)."""
+@dataclass(frozen=True)
+class StreamOutcome:
+    playback: Playback | None
+    """None when the call failed."""
+    error: str | None
+    first_audio_seconds: float | None
+
+
+async def admitted_stream(stub: speech_pb2_grpc.SpeechStub, text: str, seed: int) -> StreamOutcome:
+    """One full stream, played back as it arrives."""
     request = speech_pb2.SynthesizeRequest(
         text=text, sampling=generator_pb2.SamplingParams(max_tokens=250, seed=seed)
     )
@@ -136,8 +152,8 @@ async def admitted_stream(stub: speech_pb2_grpc.SpeechStub, text: str, seed: int
             if response.HasField("audio"):
                 arrivals.append((time.monotonic() - sent, len(response.audio.data) // 2))
     except grpc.aio.AioRpcError as exc:
-        return 0, f"{exc.code().name}: {exc.details()}"
-    return underruns(arrivals, 16000).count, None
+        return StreamOutcome(None, f"{exc.code().name}: {exc.details()}", None)
+    return StreamOutcome(underruns(arrivals, 16000), None, arrivals[0][0] if arrivals else None)
 
 
 async def soak(stack: LocalStack, concurrency: int, seconds: float, seed: int) -> dict[str, Any]:
@@ -146,6 +162,8 @@ async def soak(stack: LocalStack, concurrency: int, seconds: float, seed: int) -
     counts = {"completed": 0, "cancelled": 0, "errors": 0, "underruns": 0, "underrun_streams": 0}
     errors: list[str] = []
     memory: list[dict[str, Any]] = []
+    stalls: list[dict[str, float]] = []
+    first_audio: list[float] = []
     started = time.monotonic()
 
     async def client(stub: speech_pb2_grpc.SpeechStub, number: int) -> None:
@@ -157,16 +175,26 @@ async def soak(stack: LocalStack, concurrency: int, seconds: float, seed: int) -
                 await cancelled_stream(stub, local)
                 counts["cancelled"] += 1
                 continue
-            stalls, error = await admitted_stream(
+            outcome = await admitted_stream(
                 stub, texts[(number + turn) % len(texts)], local.randrange(1 << 30)
             )
-            if error:
+            if outcome.playback is None:
                 counts["errors"] += 1
-                errors.append(error)
+                errors.append(outcome.error or "")
                 continue
             counts["completed"] += 1
-            counts["underruns"] += stalls
-            counts["underrun_streams"] += bool(stalls)
+            counts["underruns"] += outcome.playback.count
+            counts["underrun_streams"] += bool(outcome.playback.count)
+            first_audio.append(outcome.first_audio_seconds or 0.0)
+            stalls.extend(
+                {
+                    "at_wall_seconds": round(time.monotonic() - started, 2),
+                    "at_audio_seconds": round(stall.audio_seconds, 3),
+                    "wait_ms": round(1000 * stall.wait_seconds, 1),
+                    "first_audio_ms": round(1000 * (outcome.first_audio_seconds or 0.0), 1),
+                }
+                for stall in outcome.playback.stalls
+            )
 
     async def watch_memory() -> None:
         while time.monotonic() - started < seconds:
@@ -187,6 +215,8 @@ async def soak(stack: LocalStack, concurrency: int, seconds: float, seed: int) -
         "seconds": seconds,
         **counts,
         "error_examples": errors[:5],
+        "first_audio_ms_p50_p95": percentiles_ms(first_audio),
+        "stalls": stalls,
         "live_after": live,
         "rss_spread_after_warmup_percent": flat,
         "rss_mib": memory,
@@ -209,18 +239,18 @@ async def overload(stack: LocalStack, limit: int, seconds: float) -> dict[str, A
                 turn = 0
                 while time.monotonic() - started < seconds:
                     turn += 1
-                    count, error = await admitted_stream(stub, texts[(number + turn) % len(texts)], turn)
-                    if error:  # an extra caller took the place this client had just given back
-                        errors.append(error)
+                    outcome = await admitted_stream(stub, texts[(number + turn) % len(texts)], turn)
+                    if outcome.playback is None:  # an extra caller took the place just given back
+                        errors.append(outcome.error or "")
                         await asyncio.sleep(0.05)
                         continue
-                    stalls, streams = stalls + count, streams + 1
+                    stalls, streams = stalls + outcome.playback.count, streams + 1
 
             async def pushing() -> None:
                 await asyncio.sleep(1.0)  # the admitted clients hold every place first
                 while time.monotonic() - started < seconds:
                     sent = time.monotonic()
-                    _, error = await admitted_stream(stub, texts[0], 0)
+                    error = (await admitted_stream(stub, texts[0], 0)).error
                     if error and error.startswith("RESOURCE_EXHAUSTED"):
                         refusals.append(time.monotonic() - sent)
                     else:

@@ -16,6 +16,13 @@ _ROUNDING_SECONDS = 1e-9
 
 
 @dataclass(frozen=True)
+class Stall:
+    audio_seconds: float
+    """Audio already played when the buffer ran dry."""
+    wait_seconds: float
+
+
+@dataclass(frozen=True)
 class Playback:
     count: int
     """Stalls: times the buffer ran dry before the next audio arrived."""
@@ -23,6 +30,8 @@ class Playback:
     """Total time spent stalled (only stalls that were counted)."""
     audio_seconds: float
     """Audio played in all."""
+    stalls: tuple[Stall, ...] = ()
+    """Each counted stall: where in the audio it fell and how long it lasted."""
 
 
 def underruns(
@@ -39,8 +48,7 @@ def underruns(
         raise ValueError(f"sample_rate must be positive, got {sample_rate}")
     if slack_seconds < 0:
         raise ValueError(f"slack_seconds must be >= 0, got {slack_seconds}")
-    count = 0
-    wait = 0.0
+    stalls: list[Stall] = []
     total_samples = 0
     # When the audio buffered so far finishes playing; None until the first audio arrives.
     buffer_end: float | None = None
@@ -61,8 +69,12 @@ def underruns(
         stall = received - buffer_end
         if stall > _ROUNDING_SECONDS:
             if stall > slack_seconds:
-                count += 1
-                wait += stall
+                stalls.append(Stall(total_samples / sample_rate - duration, stall))
             buffer_end = received
         buffer_end += duration
-    return Playback(count=count, wait_seconds=wait, audio_seconds=total_samples / sample_rate)
+    return Playback(
+        count=len(stalls),
+        wait_seconds=sum(s.wait_seconds for s in stalls),
+        audio_seconds=total_samples / sample_rate,
+        stalls=tuple(stalls),
+    )

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from voxserve.common.config import ConfigError
+
 DEMO_TEXT = "Hello from voxserve: this sentence was generated, decoded and streamed as it was spoken."
 
 
@@ -335,7 +337,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"voxserve: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -17,6 +17,10 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from voxserve.common import tls
+from voxserve.common.config import ConfigError, env_name, load_config
+from voxserve.gateway.config import PREFIX as GATEWAY_PREFIX
+from voxserve.gateway.config import UPSTREAM_PREFIX, GatewayConfig
 from voxserve.packs.pack import Pack
 
 SERVICES = ("generator", "vocoder", "gateway")
@@ -48,11 +52,14 @@ class Ports:
         return f"http://127.0.0.1:{getattr(self, service + '_metrics')}/metrics"
 
 
-def open_channel(address: str, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
-    """A blocking channel: plaintext, or TLS with `credentials`."""
+def open_channel(
+    address: str, credentials: grpc.ChannelCredentials | None = None, server_name: str = ""
+) -> grpc.Channel:
+    """A blocking channel: plaintext, or TLS with `credentials` (checking the server's certificate
+    for `server_name` instead of the address's host when set)."""
     if credentials is None:
         return grpc.insecure_channel(address)
-    return grpc.secure_channel(address, credentials)
+    return grpc.secure_channel(address, credentials, options=tls.channel_options(server_name))
 
 
 def wait_serving(
@@ -61,13 +68,15 @@ def wait_serving(
     process: subprocess.Popen[bytes] | None = None,
     credentials: grpc.ChannelCredentials | None = None,
     metadata: Sequence[tuple[str, str]] = (),
+    server_name: str = "",
 ) -> None:
     """Block until the service at `address` reports SERVING on the standard health service.
 
-    `credentials` for a TLS service (with a client certificate where it wants mutual TLS);
-    `metadata` (an `authorization` header) where health checks need an API key."""
+    `credentials` for a TLS service (with a client certificate where it wants mutual TLS) and the
+    name its certificate is checked for; `metadata` (an `authorization` header) where health
+    checks need an API key."""
     deadline = time.monotonic() + timeout
-    with open_channel(address, credentials) as ch:
+    with open_channel(address, credentials, server_name) as ch:
         stub = health_pb2_grpc.HealthStub(ch)
         while True:
             if process is not None and process.poll() is not None:
@@ -91,8 +100,9 @@ class LocalStack:
     ports: Ports = field(default_factory=Ports)
     env: dict[str, str] = field(default_factory=dict)
     log_dir: Path | None = None
-    # Health checks of services that serve TLS (set in `env`): the CA, and a client certificate
-    # where they want mutual TLS; and metadata where health checks need an API key.
+    # Health checks of services that serve TLS (set in `env` or the environment): the CA, and a
+    # client certificate where they want mutual TLS; None takes them from the gateway's upstream
+    # settings (see `health_credentials`). Metadata where health checks need an API key.
     client_credentials: grpc.ChannelCredentials | None = None
     health_metadata: tuple[tuple[str, str], ...] = ()
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
@@ -134,16 +144,42 @@ class LocalStack:
         self.processes[service] = process
         return process
 
+    def health_credentials(self, service: str) -> tuple[grpc.ChannelCredentials | None, str]:
+        """How `start` reaches a service's health check: credentials and the server name to check.
+
+        `client_credentials` when set. Otherwise plaintext for a service without a certificate,
+        and for one that serves TLS the CA, client certificate and server name the gateway
+        reaches its upstreams with (`VOXSERVE_GATEWAY_UPSTREAM_TLS_*`): a local stack has one
+        private CA, which signs every service's certificate.
+        """
+        if self.client_credentials is not None:
+            return self.client_credentials, ""
+        prefix = f"VOXSERVE_{service.upper()}_"
+        cert_setting = env_name(prefix, "tls_cert_file")
+        if not self.service_env(service).get(cert_setting):
+            return None, ""
+        gateway = load_config(GatewayConfig, GATEWAY_PREFIX, self.service_env("gateway"))
+        credentials = gateway.upstream_credentials()
+        if credentials is None:
+            raise ConfigError(
+                f"{cert_setting} is set, so the {service} serves TLS: set {UPSTREAM_PREFIX}TLS_CA_FILE "
+                "to the CA that signed it (the gateway and the stack's health checks verify it with that)"
+            )
+        return credentials, gateway.upstream_tls_server_name
+
     def start(self, timeout: float = 300.0) -> LocalStack:
+        security = {service: self.health_credentials(service) for service in SERVICES}
         for service in SERVICES:
             self.start_service(service)
         for service in SERVICES:
+            credentials, server_name = security[service]
             wait_serving(
                 self.ports.address(service),
                 timeout,
                 self.processes[service],
-                credentials=self.client_credentials,
+                credentials=credentials,
                 metadata=self.health_metadata,
+                server_name=server_name,
             )
         return self
 

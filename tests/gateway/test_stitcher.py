@@ -11,9 +11,11 @@ from voxserve.gateway.stitcher import Stitcher, fade_in_gains
 
 
 def stitch(
-    segments: list[np.ndarray], fade: int, chunk_sizes: random.Random | None = None
+    segments: list[np.ndarray], fade: int, chunk_sizes: random.Random | None = None, hints: bool = False
 ) -> tuple[np.ndarray, Stitcher]:
-    """Feeds the segments in random-size chunks (whole when no rng) and returns the stitched stream."""
+    """Feeds the segments in random-size chunks (whole when no rng) and returns the stitched stream.
+
+    `hints`: each chunk says a random part of what is still to come of its segment."""
     stitcher = Stitcher(fade)
     out = []
     for index, segment in enumerate(segments):
@@ -22,7 +24,9 @@ def stitch(
         position = 0
         while position < segment.size:
             size = chunk_sizes.randint(1, 700) if chunk_sizes else segment.size
-            out.append(stitcher.add(segment[position : position + size]))
+            remaining = max(0, segment.size - position - size)
+            more = chunk_sizes.randint(0, remaining) if hints and chunk_sizes else 0
+            out.append(stitcher.add(segment[position : position + size], more))
             position += size
     out.append(stitcher.finish())
     return np.concatenate(out), stitcher
@@ -84,10 +88,24 @@ def test_any_chunking_and_short_segments_match_the_reference(seed: int) -> None:
     segments = [nrng.standard_normal(n).astype(np.float32) for n in lengths]
     whole, _ = stitch(segments, 800)
     chunked, _ = stitch(segments, 800, rng)
+    hinted, _ = stitch(segments, 800, rng, hints=True)
     expected = reference(segments, 800)
-    assert whole.size == chunked.size == expected.size
+    assert whole.size == chunked.size == hinted.size == expected.size
     np.testing.assert_allclose(whole, expected, atol=1e-6)
     np.testing.assert_allclose(chunked, expected, atol=1e-6)
+    np.testing.assert_allclose(hinted, expected, atol=1e-6)
+
+
+def test_samples_known_not_to_be_in_the_last_fade_go_out_at_once() -> None:
+    stitcher = Stitcher(800)
+    first = np.ones(3200, np.float32)
+    assert stitcher.add(first).size == 2400, "without a hint, the newest fade-length waits"
+    stitcher = Stitcher(800)
+    assert stitcher.add(first, more=4480).size == 3200, "14 more tokens are coming: nothing waits"
+    assert stitcher.add(first, more=300).size == 3200 - 500, "only what the fade may still need waits"
+    assert stitcher.add(first, more=0).size == 3200 + 500 - 800
+    with pytest.raises(ValueError, match="more must be >= 0"):
+        stitcher.add(first, more=-1)
 
 
 def test_zero_fade_concatenates() -> None:

@@ -65,8 +65,7 @@ def tls_stack(tiny_pack: Pack, pki: Pki, tmp_path_factory: pytest.TempPathFactor
         tiny_pack.root,
         Ports.free(),
         log_dir=tmp_path_factory.mktemp("tls-logs"),
-        env=tls_env(pki),
-        client_credentials=credentials(pki),
+        env=tls_env(pki),  # health checks take the gateway's upstream CA and certificate, as `voxserve up`
     )
     yield from running_stack(local)
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from tests.vocoder.helpers import refused
-from tests.vocoder.test_servicer import END, decode, frame
+from tests.vocoder.test_servicer import END, decode, frame, replay_matches_the_paced_stream
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec
 from voxserve.vocoder.codecs.s3gen.config import TINY
@@ -110,3 +110,8 @@ async def test_speech_ids_past_the_vocabulary_are_refused(address: str) -> None:
     error = await asyncio.to_thread(refused, address, [start(), frame([5, 6561]), END])
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "frame.token_ids[1]=6561 is out of range [0, 6561)" in (error.details() or "")
+
+
+async def test_a_replay_in_the_failed_replicas_chunks_continues_its_state_exactly(address: str) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        await replay_matches_the_paced_stream(vocoder_pb2_grpc.VocoderStub(channel), messages(120, seed=3))

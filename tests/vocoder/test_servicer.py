@@ -67,6 +67,14 @@ async def decode(stub: vocoder_pb2_grpc.VocoderStub, messages: list[vocoder_pb2.
     """Write the messages (as a caller would, a few ms apart) while reading audio; raise the
     call's status if it is not OK. Writes after the server ended the call are dropped, as a
     caller's would be."""
+    chunks = await decode_chunks(stub, messages)
+    return np.concatenate([np.frombuffer(c.pcm_f32, np.float32) for c in chunks] or [np.zeros(0, np.float32)])
+
+
+async def decode_chunks(
+    stub: vocoder_pb2_grpc.VocoderStub, messages: list[vocoder_pb2.DecodeRequest]
+) -> list[vocoder_pb2.AudioChunk]:
+    """`decode`, keeping the chunks as the server sent them."""
     call = stub.Decode(timeout=60)
 
     async def write() -> None:
@@ -79,9 +87,9 @@ async def decode(stub: vocoder_pb2_grpc.VocoderStub, messages: list[vocoder_pb2.
             pass
 
     writer = asyncio.create_task(write())
-    chunks = [np.frombuffer(c.pcm_f32, np.float32) async for c in call]
+    chunks = [c async for c in call]
     await writer
-    return np.concatenate(chunks or [np.zeros(0, np.float32)])
+    return chunks
 
 
 def good_messages(n: int) -> list[vocoder_pb2.DecodeRequest]:
@@ -195,6 +203,58 @@ async def test_a_resumed_stream_sends_only_the_samples_after_the_resume_point(
     assert resumed.size == max(0, 96_000 - resume)
     # The replay decodes in other chunks than the paced stream: equal within the batching tolerance.
     assert np.max(np.abs(resumed - whole[resume:]), initial=0.0) <= 1e-4
+
+
+async def replay_matches_the_paced_stream(
+    stub: vocoder_pb2_grpc.VocoderStub, messages: list[vocoder_pb2.DecodeRequest]
+) -> None:
+    """A paced stream, then its replay (every token at once, as after a failover) resuming at one
+    of its chunk ends. Given every chunk end, the replay decodes the paced stream's windows and
+    its samples are identical; given the ends up to the resume point (what a gateway knows), it
+    goes on in chunks of its own choosing, which differ from the paced stream's within the
+    context tolerance, as two paced runs of one stream do."""
+    paced = await decode_chunks(stub, messages)
+    samples = np.concatenate([np.frombuffer(c.pcm_f32, np.float32) for c in paced])
+    ends = [c.sample_offset + len(c.pcm_f32) // 4 for c in paced if not c.final]
+    assert len(ends) >= 3, "the paced stream came in several chunks"
+    tokens = [t for m in messages if m.HasField("frame") for t in m.frame.token_ids]
+    for k in (1, len(ends) // 2, len(ends) - 1):
+        for known in (ends[:k], ends):
+            begin = vocoder_pb2.DecodeStart()
+            begin.CopyFrom(messages[0].start)
+            begin.resume_from_sample, begin.replay_chunk_ends[:] = ends[k - 1], known
+            call = stub.Decode(iter([vocoder_pb2.DecodeRequest(start=begin), frame(tokens), END]), timeout=60)
+            replayed = [c async for c in call]
+            assert replayed[0].sample_offset == ends[k - 1]
+            following = np.concatenate([np.frombuffer(c.pcm_f32, np.float32) for c in replayed])
+            assert following.size == samples.size - ends[k - 1]
+            if known is ends:
+                assert np.array_equal(following, samples[ends[k - 1] :])
+            else:
+                assert np.abs(following - samples[ends[k - 1] :]).max() <= 1e-4
+
+
+async def test_a_replay_in_the_failed_replicas_chunks_continues_it_exactly(vocoder: Vocoder) -> None:
+    await replay_matches_the_paced_stream(vocoder.stub, good_messages(300))
+
+
+@pytest.mark.parametrize(
+    ("ends", "message"),
+    [
+        ([3200, 2880], "start.replay_chunk_ends[1]=2880: chunk ends must increase by 1 to 80 tokens"),
+        ([0], "start.replay_chunk_ends[0]=0: chunk ends must increase"),
+        ([3210], "start.replay_chunk_ends[0]=3210 is not a whole number of tokens (320 samples each)"),
+        ([3200, 3200 + 81 * 320], "start.replay_chunk_ends[1]=29120: chunk ends must increase by 1 to 80"),
+        ([80 * 320 * (i + 1) for i in range(63)], "the last end is 5040 tokens; the limit is 5000"),
+    ],
+)
+async def test_replay_chunk_ends_a_replica_could_not_have_sent_are_refused(
+    vocoder: Vocoder, ends: list[int], message: str
+) -> None:
+    begin = vocoder_pb2.DecodeStart(codec="bicodec", global_ids=list(GLOBALS), replay_chunk_ends=ends)
+    error = await asyncio.to_thread(refused, vocoder.address, [vocoder_pb2.DecodeRequest(start=begin), END])
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in (error.details() or "")
 
 
 async def test_a_negative_resume_point_is_refused(vocoder: Vocoder) -> None:

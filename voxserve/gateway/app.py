@@ -11,7 +11,7 @@ from voxserve.common.auth import ApiKeys, api_key_interceptors
 from voxserve.common.config import ConfigError
 from voxserve.common.logging import configure_logging
 from voxserve.common.server import MAX_MESSAGE_BYTES, ServiceSpec, listen_credentials, serve
-from voxserve.gateway.config import PREFIX, GatewayConfig
+from voxserve.gateway.config import PREFIX, UPSTREAM_PREFIX, GatewayConfig
 from voxserve.gateway.pipeline import remote_runner
 from voxserve.gateway.servicer import SpeechServicer
 from voxserve.gateway.voices import VoiceRegistry
@@ -28,13 +28,8 @@ def upstream_channels(config: GatewayConfig) -> Callable[[str], grpc.aio.Channel
     """Opens a channel to an upstream (generator or vocoder): plaintext, or TLS when
     `upstream_tls_ca_file` is set (with a client certificate for mutual TLS when configured).
     The settings are checked here, once, before any channel opens."""
-    prefix = f"{PREFIX}UPSTREAM_"
-    credentials = tls.channel_credentials(
-        config.upstream_tls_ca_file,
-        config.upstream_tls_cert_file,
-        config.upstream_tls_key_file,
-        prefix=prefix,
-    )
+    prefix = UPSTREAM_PREFIX
+    credentials = config.upstream_credentials()
     if credentials is None:
         if config.upstream_tls_server_name:
             raise ConfigError(

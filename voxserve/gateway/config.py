@@ -6,10 +6,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
+
+from voxserve.common import tls
 from voxserve.common.config import load_config, setting
 from voxserve.gateway.segmenter import MIN_MAX_CHARS
 
 PREFIX = "VOXSERVE_GATEWAY_"
+UPSTREAM_PREFIX = f"{PREFIX}UPSTREAM_"
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,16 @@ class GatewayConfig:
             raise ValueError(f"{PREFIX}SEGMENTS_IN_FLIGHT must be >= 1")
         if self.crossfade_ms < 0:
             raise ValueError(f"{PREFIX}CROSSFADE_MS must be >= 0")
+
+    def upstream_credentials(self) -> grpc.ChannelCredentials | None:
+        """Credentials of the channels to generator and vocoder: None for plaintext, TLS when
+        `upstream_tls_ca_file` is set (with a client certificate for mutual TLS when configured)."""
+        return tls.channel_credentials(
+            self.upstream_tls_ca_file,
+            self.upstream_tls_cert_file,
+            self.upstream_tls_key_file,
+            prefix=UPSTREAM_PREFIX,
+        )
 
 
 def load(**overrides: Any) -> GatewayConfig:

@@ -4,11 +4,14 @@ The generator's frames are forwarded to the vocoder the moment they arrive (a fo
 while decoded chunks are read back at the same time; both sides feed one queue, so a failure on
 either side ends the segment at once instead of leaving the other waiting.
 
-Decoding is a pure function of (tokens, voice, seed), so when a vocoder replica fails mid-stream
-the segment's messages are replayed on another replica, which resumes at the next sample the
-gateway has not yet passed on: every sample arrives once. A generator replica that fails before
-any audio of the segment went out is replaced by another for a second attempt; after audio went
-out the rest could not match it, so the segment fails with UNAVAILABLE.
+Decoding is a pure function of (tokens, voice, seed, chunk windows), so when a vocoder replica
+fails mid-stream the segment's messages are replayed on another replica, in the same chunk
+windows the failed one used, and it resumes at the next sample the gateway has not yet passed
+on: every sample arrives once, and the samples continue as the failed replica would have.
+
+A generator replica that fails before any audio of the segment went out is replaced by another
+for a second attempt; after audio went out the rest could not match it, so the segment fails
+with UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ class SegmentStats:
     """Set once the global ids are known, so later segments can be started in the same voice."""
     generated: asyncio.Event = field(default_factory=asyncio.Event)
     """Set once the generator has sent its last frame: the next segment may take the generator."""
+    tokens_forwarded: int = 0
+    """Tokens sent to the vocoder so far: each becomes samples_per_token samples of the segment."""
 
 
 class SegmentRunner(Protocol):
@@ -113,6 +118,8 @@ class VocoderLink:
         """Every message written so far (None: the half-close), for a replay."""
         self.delivered = 0
         """Samples passed on to the caller: a replay resumes after them."""
+        self.chunk_ends: list[int] = []
+        """Where each chunk received so far ended (sample offsets): a replay decodes the same windows."""
         self.failovers = 0
         self._lock = asyncio.Lock()
         self.stub = replicas.pick()
@@ -139,7 +146,10 @@ class VocoderLink:
         while True:
             try:
                 async for chunk in self.call:
-                    self.delivered += len(chunk.pcm_f32) // 4
+                    samples = len(chunk.pcm_f32) // 4
+                    self.delivered += samples
+                    if samples and not chunk.final:
+                        self.chunk_ends.append(chunk.sample_offset + samples)
                     yield chunk
                 return
             except grpc.aio.AioRpcError as exc:
@@ -164,6 +174,7 @@ class VocoderLink:
                 if message is not None and message.HasField("start"):
                     message = vocoder_pb2.DecodeRequest(start=message.start)
                     message.start.resume_from_sample = self.delivered
+                    message.start.replay_chunk_ends[:] = self.chunk_ends
                 await self._write(message)
 
     def cancel(self) -> None:
@@ -252,6 +263,7 @@ async def _attempt(
                         stats.first_token_at = time.monotonic()
                     token_frame = vocoder_pb2.DecodeFrame(token_ids=frame.semantic_ids)
                     await link.send(vocoder_pb2.DecodeRequest(frame=token_frame))
+                    stats.tokens_forwarded += len(frame.semantic_ids)
                 if frame.HasField("result"):
                     stats.result.CopyFrom(frame.result)
             stats.generated.set()

@@ -6,6 +6,11 @@ back until the next segment's first samples arrive and the two are mixed with li
 sum to 1 (an equal-gain fade keeps the level of two similar signals of one voice steady, where an
 equal-power fade would bulge). Nothing is dropped: the stitched stream is the segments' samples
 less one fade length per seam, and the end of the last segment is flushed by `finish`.
+
+Holding back costs the listener lead, which is scarcest right after the first audio. The caller
+says how many samples of the segment are certain to follow (tokens already on their way to the
+vocoder); samples that cannot be among the segment's last `fade` go out at once, so only the
+final chunk's tail is ever held.
 """
 
 from __future__ import annotations
@@ -32,15 +37,20 @@ class Stitcher:
         self.seams: list[int] = []
         """Output sample index where each seam's fade starts."""
 
-    def add(self, pcm: np.ndarray) -> np.ndarray:
-        """The current segment's next samples; returns what can be sent now."""
+    def add(self, pcm: np.ndarray, more: int = 0) -> np.ndarray:
+        """The current segment's next samples; returns what can be sent now.
+
+        `more`: samples of this segment certain to follow these (0 when unknown or at its end).
+        """
+        if more < 0:
+            raise ValueError("more must be >= 0")
         pcm = np.asarray(pcm, dtype=np.float32)
         if self._outgoing is not None:
             self._incoming = np.concatenate([self._incoming, pcm])
             if self._incoming.size < self._outgoing.size:
                 return np.zeros(0, np.float32)
             pcm = self._join()
-        return self._hold_tail(np.concatenate([self._held, pcm]))
+        return self._hold_tail(np.concatenate([self._held, pcm]), more)
 
     def next_segment(self) -> np.ndarray:
         """The current segment has ended; the next samples added start a new one."""
@@ -71,8 +81,8 @@ class Stitcher:
         self._outgoing, self._incoming = None, np.zeros(0, np.float32)
         return np.concatenate([lead, mixed, incoming[length:]])
 
-    def _hold_tail(self, pcm: np.ndarray) -> np.ndarray:
-        keep = min(self.fade_samples, pcm.size)
+    def _hold_tail(self, pcm: np.ndarray, more: int = 0) -> np.ndarray:
+        keep = min(max(0, self.fade_samples - more), pcm.size)
         self._held = pcm[pcm.size - keep :]
         return self._count(pcm[: pcm.size - keep])
 

@@ -28,7 +28,8 @@ from voxserve.v1 import generator_pb2, speech_pb2
 
 FinishReason = generator_pb2.GenerateResult.FinishReason
 
-_Item = np.ndarray | BaseException | None
+_Item = tuple[np.ndarray, int] | BaseException | None
+"""Samples and how many more of the segment are certain to follow; an error; the segment's end."""
 
 
 @dataclass
@@ -79,6 +80,7 @@ class Synthesis:
         self.config = config
         self.time_remaining = time_remaining
         self.sample_rate = SAMPLE_RATE[voice.family]
+        self.samples_per_token = self.sample_rate // TOKENS_PER_SECOND[voice.family]
         self.stitcher = Stitcher(round(config.crossfade_ms * self.sample_rate / 1000))
         self.segments: list[Segment] = []
         self.global_ids: tuple[int, ...] | None = voice.global_ids
@@ -114,7 +116,9 @@ class Synthesis:
 
         async def plan() -> None:
             try:
-                async for text in texts:
+                while True:
+                    # Wait for a place first, then take the text: streamed text that arrived in
+                    # the meantime goes out in one segment.
                     await slots.acquire()
                     if self.segments:
                         # The previous segment's first audio never competes with this one's
@@ -124,6 +128,8 @@ class Synthesis:
                         first = self.segments[0].stats
                         await first.voice_known.wait()
                         self.global_ids = first.global_ids
+                    if (text := await anext(texts, None)) is None:
+                        break
                     started.put_nowait(self._start(text))
                 started.put_nowait(None)
             except Exception as exc:  # bad streamed input: end the call now, not after queued audio
@@ -138,7 +144,7 @@ class Synthesis:
                 while (item := await segment.audio.get()) is not None and not failure:
                     if isinstance(item, BaseException):
                         raise item
-                    yield self.stitcher.add(item)
+                    yield self.stitcher.add(*item)
                 if failure:
                     break
                 segment.finished_at = time.monotonic()
@@ -181,7 +187,9 @@ class Synthesis:
                 if pcm.size:
                     segment.first_audio_at = segment.first_audio_at or time.monotonic()
                     segment.samples += pcm.size
-                    segment.audio.put_nowait(pcm)
+                    # The tokens already sent to the vocoder will become samples of this segment.
+                    coming = segment.stats.tokens_forwarded * self.samples_per_token - segment.samples
+                    segment.audio.put_nowait((pcm, 0 if chunk.final else max(0, coming)))
             segment.audio.put_nowait(None)
         except Exception as exc:
             segment.audio.put_nowait(exc)

@@ -17,18 +17,20 @@ class DecodeRequest(_message.Message):
     def __init__(self, start: _Optional[_Union[DecodeStart, _Mapping]] = ..., frame: _Optional[_Union[DecodeFrame, _Mapping]] = ..., end: _Optional[_Union[DecodeEnd, _Mapping]] = ...) -> None: ...
 
 class DecodeStart(_message.Message):
-    __slots__ = ("codec", "global_ids", "seed", "s3_prompt", "resume_from_sample")
+    __slots__ = ("codec", "global_ids", "seed", "s3_prompt", "resume_from_sample", "replay_chunk_ends")
     CODEC_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_IDS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     S3_PROMPT_FIELD_NUMBER: _ClassVar[int]
     RESUME_FROM_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    REPLAY_CHUNK_ENDS_FIELD_NUMBER: _ClassVar[int]
     codec: str
     global_ids: _containers.RepeatedScalarFieldContainer[int]
     seed: int
     s3_prompt: S3Prompt
     resume_from_sample: int
-    def __init__(self, codec: _Optional[str] = ..., global_ids: _Optional[_Iterable[int]] = ..., seed: _Optional[int] = ..., s3_prompt: _Optional[_Union[S3Prompt, _Mapping]] = ..., resume_from_sample: _Optional[int] = ...) -> None: ...
+    replay_chunk_ends: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, codec: _Optional[str] = ..., global_ids: _Optional[_Iterable[int]] = ..., seed: _Optional[int] = ..., s3_prompt: _Optional[_Union[S3Prompt, _Mapping]] = ..., resume_from_sample: _Optional[int] = ..., replay_chunk_ends: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class S3Prompt(_message.Message):
     __slots__ = ("prompt_tokens", "prompt_mel_f32", "xvector")

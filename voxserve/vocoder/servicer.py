@@ -77,9 +77,36 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
             raise InvalidArgument(f"start.{exc}") from exc
         if start.resume_from_sample < 0:
             raise InvalidArgument(f"start.resume_from_sample is {start.resume_from_sample}; it must be >= 0")
+        replay_ends = self._replay_ends(list(start.replay_chunk_ends))
         stream = self.scheduler.register(conditioning, seed=start.seed)
         stream.resume_from_sample = start.resume_from_sample
+        stream.replay_ends.extend(replay_ends)
         return stream
+
+    def _replay_ends(self, ends: list[int]) -> list[int]:
+        """`start.replay_chunk_ends` as token counts, checked against what a replica could have sent."""
+        per_token = self.codec.samples_per_token
+        longest = self.scheduler.policy.max_chunk_tokens
+        tokens, previous = [], 0
+        for i, end in enumerate(ends):
+            field_name = f"start.replay_chunk_ends[{i}]={end}"
+            if end % per_token:
+                raise InvalidArgument(
+                    f"{field_name} is not a whole number of tokens ({per_token} samples each)"
+                )
+            if not 0 < end // per_token - previous <= longest:
+                raise InvalidArgument(
+                    f"{field_name}: chunk ends must increase by 1 to {longest} tokens "
+                    f"({longest * per_token} samples) each"
+                )
+            previous = end // per_token
+            tokens.append(previous)
+        if previous > self.max_stream_tokens:
+            raise InvalidArgument(
+                f"start.replay_chunk_ends: the last end is {previous} tokens; "
+                f"the limit is {self.max_stream_tokens}"
+            )
+        return tokens
 
     async def _feed(self, stream: DecodeStream, requests: AsyncIterator[vocoder_pb2.DecodeRequest]) -> None:
         """Move the caller's frames into the stream until End; protocol errors fail the stream."""

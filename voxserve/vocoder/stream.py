@@ -8,6 +8,7 @@ takes windows of work and delivers decoded samples. Only the scheduler task adva
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -96,6 +97,9 @@ class DecodeStream:
     """The codec's own per-stream decode state (see `Codec.open_stream`)."""
     resume_from_sample: int = 0
     """Samples the caller already holds (a replay after a failed replica): decoded, not sent."""
+    replay_ends: collections.deque[int] = field(default_factory=collections.deque)
+    """Token counts at which a failed replica's chunks ended: the replay decodes these windows
+    first, so its samples (and a stateful codec's state) match the failed replica's."""
     id: int = field(default_factory=lambda: next(_ids))
     tokens: list[int] = field(default_factory=list)
     ended: bool = False
@@ -149,6 +153,13 @@ class DecodeStream:
             return None
         start, available = self.decoded_tokens, len(self.tokens)
         left = min(policy.left_context_tokens, start)
+        if self.replay_ends:
+            end = self.replay_ends[0]
+            if available >= end + policy.lookahead_tokens:
+                return Window(self.id, start, end, left, policy.lookahead_tokens, final=False)
+            if not self.ended:
+                return None
+            self.replay_ends.clear()  # the stream ended sooner than the replayed chunks said
         if self.ended and available - start <= policy.max_chunk_tokens + policy.lookahead_tokens:
             return Window(self.id, start, available, left, 0, final=True)
         if self.ended:
@@ -163,6 +174,8 @@ class DecodeStream:
 
     def deliver(self, window: Window, samples: torch.Tensor, now: float) -> None:
         self.decoded_tokens = window.end
+        while self.replay_ends and self.replay_ends[0] <= window.end:
+            self.replay_ends.popleft()
         self.in_flight = False
         self.ready_since = None
         if window.final:
