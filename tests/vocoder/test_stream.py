@@ -38,6 +38,14 @@ def test_chunk_size_grows_with_pressure_and_never_exceeds_the_clients_lead() -> 
     assert POLICY.chunk_size(5.0, 0.0, backlog_tokens=45) == 40
     assert POLICY.chunk_size(5.0, 0.0, backlog_tokens=500) == 80
     assert POLICY.chunk_size(None, 0.0, backlog_tokens=500) == 10  # but the first chunk stays small
+
+
+def test_a_client_about_to_run_dry_gets_whatever_tokens_are_here() -> None:
+    assert POLICY.chunk_size(4.9, 0.0, backlog_tokens=3) == 3  # under half a first chunk of lead
+    assert POLICY.chunk_size(-2.0, 1.0, backlog_tokens=7) == 7  # already starved
+    assert POLICY.chunk_size(4.9, 0.0, backlog_tokens=0) == 10  # nothing here: wait for a chunk
+    assert POLICY.chunk_size(5.0, 0.0, backlog_tokens=3) == 10  # lead enough to wait
+    assert POLICY.chunk_size(4.0, 0.0, backlog_tokens=45) == 40  # a large backlog goes as before
     # A starving client still gets whole first-size chunks.
     assert POLICY.chunk_size(3.0, 1.0) == 10
     assert POLICY.chunk_size(-50.0, 1.0) == 10

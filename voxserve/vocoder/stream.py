@@ -23,6 +23,9 @@ _ids = itertools.count(1)
 # The share of a client's lead one chunk may take on an idle device and on a busy one. Below 1
 # even when busy: the chunk's tokens must arrive and it must be decoded before the lead is gone.
 IDLE_LEAD_SHARE, BUSY_LEAD_SHARE = 0.25, 0.75
+# A client holding less than this share of a first chunk is about to run dry: whatever tokens are
+# here go out now, even fewer than a first chunk (the generator is late; waiting would stall).
+URGENT_LEAD_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -72,10 +75,15 @@ class ChunkPolicy:
         quarters, so chunks grow and their fixed context costs less per token. Tokens already
         here cost no waiting, so a stream that has fallen behind its generator (the device is
         saturated) decodes its whole backlog at once, up to the largest chunk: that is where
-        larger chunks save the most.
+        larger chunks save the most. A client about to run dry gets whatever tokens are here.
         """
         if lead_tokens is None:
             return self.first_chunk_tokens
+        if (
+            lead_tokens < URGENT_LEAD_SHARE * self.first_chunk_tokens
+            and 0 < backlog_tokens < self.first_chunk_tokens
+        ):
+            return backlog_tokens
         share = IDLE_LEAD_SHARE + pressure * (BUSY_LEAD_SHARE - IDLE_LEAD_SHARE)
         wanted = min(max(lead_tokens * share, backlog_tokens), self.max_chunk_tokens)
         return max(s for s in self.sizes if s <= max(wanted, self.first_chunk_tokens))
