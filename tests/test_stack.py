@@ -11,7 +11,7 @@ from tests.common.test_security import write_pki
 from voxserve.cli import main
 from voxserve.common.config import ConfigError
 from voxserve.packs.pack import Pack
-from voxserve.stack import LocalStack, Ports
+from voxserve.stack import LocalStack, Ports, free_port
 
 CERT = "VOXSERVE_GENERATOR_TLS_CERT_FILE"
 
@@ -47,3 +47,16 @@ def test_a_tls_service_without_a_ca_to_check_it_is_refused_before_anything_start
     monkeypatch.setenv(CERT, "generator.pem")
     assert main(["up", "--pack", str(tiny_pack.root), "--log-dir", str(tmp_path / "logs")]) == 2
     assert f"voxserve: {CERT} is set, so the generator serves TLS" in capsys.readouterr().err
+
+
+def test_voxserve_health_exits_0_only_for_a_serving_service(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = stack.ports.address("gateway")
+    assert main(["health", "--address", address]) == 0
+    assert capsys.readouterr().out.strip() == f"{address}: SERVING"
+    nobody = f"127.0.0.1:{free_port()}"
+    assert main(["health", "--address", nobody, "--timeout", "1"]) == 1
+    assert (
+        f"{nobody}: UNAVAILABLE" in capsys.readouterr().err or "DEADLINE_EXCEEDED" in capsys.readouterr().err
+    )

@@ -217,8 +217,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_config(args: argparse.Namespace) -> int:
-    from voxserve.common.config import describe
+def setting_groups() -> list[tuple[str, type, str]]:
+    """(title, config class, variable prefix) of every group of settings."""
     from voxserve.gateway.config import PREFIX as GW
     from voxserve.gateway.config import GatewayConfig
     from voxserve.generator.config import PREFIX as GEN
@@ -227,16 +227,44 @@ def cmd_config(args: argparse.Namespace) -> int:
     from voxserve.vocoder.config import PREFIX as VOC
     from voxserve.vocoder.config import VocoderConfig
 
-    for title, cls, prefix in (
+    return [
         ("all", HomeConfig, "VOXSERVE_"),
         ("gateway", GatewayConfig, GW),
         ("generator", GeneratorConfig, GEN),
         ("vocoder", VocoderConfig, VOC),
-    ):
+    ]
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from voxserve.common.config import describe
+
+    for title, cls, prefix in setting_groups():
         print(f"# {title}")
         for name, default, doc in describe(cls, prefix):
             print(f"{name}={default}\t# {doc}")
     return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """One gRPC health check, as a container's health check runs it: exit 0 only when SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from voxserve.common import tls
+    from voxserve.stack import open_channel
+
+    credentials = tls.channel_credentials(args.ca, args.cert, args.key, prefix="--")
+    try:
+        with open_channel(args.address, credentials, args.server_name) as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+            )
+    except grpc.RpcError as exc:
+        print(f"{args.address}: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+    print(f"{args.address}: {status}")
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -324,6 +352,16 @@ def parser() -> argparse.ArgumentParser:
     vs.add_argument("--address", default=None, help="ask a running gateway instead (host:port)")
     vs.add_argument("--json", action="store_true", help="print JSON")
     vs.set_defaults(func=cmd_voices)
+
+    hc = sub.add_parser("health", help="check a service's gRPC health once; exit 0 only when SERVING")
+    hc.add_argument("--address", default="127.0.0.1:50051", help="the service's host:port")
+    hc.add_argument("--service", default="", help="health service name; empty: the whole server")
+    hc.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    hc.add_argument("--ca", type=Path, default=None, help="CA certificate (PEM): check over TLS")
+    hc.add_argument("--cert", type=Path, default=None, help="client certificate (PEM) for mutual TLS")
+    hc.add_argument("--key", type=Path, default=None, help="private key (PEM) of --cert")
+    hc.add_argument("--server-name", default="", help="name to check in the server's certificate")
+    hc.set_defaults(func=cmd_health)
 
     cf = sub.add_parser("config", help="list every setting with its default")
     cf.set_defaults(func=cmd_config)

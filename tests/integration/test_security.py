@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.common.test_security import Pki, write_pki
 from tests.conftest import running_stack
+from voxserve.cli import main
 from voxserve.common.auth import UNAUTHENTICATED_MESSAGE
 from voxserve.packs.pack import Pack
 from voxserve.stack import LocalStack, Ports
@@ -184,3 +185,28 @@ def test_voxserve_say_reaches_a_secured_gateway(tls_stack: LocalStack, pki: Pki,
     )
     assert done.returncode == 0, done.stderr
     assert soundfile.info(str(out)).frames == 12 * 320
+
+
+def test_voxserve_health_checks_a_mutual_tls_service_with_a_client_certificate(
+    tls_stack: LocalStack, pki: Pki, capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = tls_stack.ports.address("vocoder")
+    tls = ["--ca", str(pki.ca), "--server-name", "localhost"]
+    assert (
+        main(
+            [
+                "health",
+                "--address",
+                address,
+                *tls,
+                "--cert",
+                str(pki.client_cert),
+                "--key",
+                str(pki.client_key),
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.strip() == f"{address}: SERVING"
+    assert main(["health", "--address", address, *tls, "--timeout", "5"]) == 1, "no client certificate"
+    assert address in capsys.readouterr().err

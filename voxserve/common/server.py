@@ -28,6 +28,10 @@ from voxserve.common.tls import server_credentials
 log = get_logger(__name__)
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Clients balance over `dns:///` targets (several replicas behind one name) and resolve the name
+# again only when a connection closes. Closing each connection after this long (calls on it run
+# to their end: no grace limit) makes clients find replicas added since.
+MAX_CONNECTION_AGE_MS = 300_000
 
 
 @dataclass
@@ -88,6 +92,7 @@ async def serve(spec: ServiceSpec, config: ListenConfig) -> None:
         options=[
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_connection_age_ms", MAX_CONNECTION_AGE_MS),
         ],
     )
     spec.register(server)

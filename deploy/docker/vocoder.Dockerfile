@@ -1,0 +1,34 @@
+# voxserve vocoder on an NVIDIA GPU (CUDA torch from PyPI; the host needs the NVIDIA driver and
+# container toolkit). Build from the repository root:
+#   docker build -f deploy/docker/vocoder.Dockerfile -t voxserve-vocoder:0.1.0 .
+# Run with the model pack mounted read-only at /models/pack.
+ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+
+FROM ${PYTHON_IMAGE} AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY voxserve ./voxserve
+COPY bench ./bench
+RUN pip install --no-cache-dir setuptools==80.9.0 wheel==0.45.1 \
+ && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
+
+FROM ${PYTHON_IMAGE}
+COPY --from=build /wheels /wheels
+# torch's Linux wheels on PyPI are CUDA builds; its CUDA libraries come as pip packages.
+RUN pip install --no-cache-dir torch==2.13.0 \
+ && pip install --no-cache-dir /wheels/*.whl \
+ && rm -rf /wheels \
+ && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin voxserve
+ENV VOXSERVE_VOCODER_HOST=0.0.0.0 \
+    VOXSERVE_VOCODER_PORT=50053 \
+    VOXSERVE_VOCODER_METRICS_PORT=9103 \
+    VOXSERVE_VOCODER_PACK=/models/pack \
+    VOXSERVE_VOCODER_DEVICE=cuda:0 \
+    VOXSERVE_VOCODER_DTYPE=float16 \
+    PYTHONUNBUFFERED=1
+USER 10001
+EXPOSE 50053 9103
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["voxserve", "health", "--address", "127.0.0.1:50053"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["voxserve", "serve", "vocoder"]
