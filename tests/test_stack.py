@@ -60,3 +60,13 @@ def test_voxserve_health_exits_0_only_for_a_serving_service(
     assert (
         f"{nobody}: UNAVAILABLE" in capsys.readouterr().err or "DEADLINE_EXCEEDED" in capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    "flags", [["--cert", "c.pem"], ["--cert", "c.pem", "--key", "k.pem"], ["--ca", "a", "--key", "k"]]
+)
+def test_voxserve_health_refuses_half_a_client_certificate(
+    flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["health", *flags]) == 2
+    assert "--cert and --key go together, and need --ca" in capsys.readouterr().err

@@ -253,7 +253,10 @@ def cmd_health(args: argparse.Namespace) -> int:
     from voxserve.common import tls
     from voxserve.stack import open_channel
 
-    credentials = tls.channel_credentials(args.ca, args.cert, args.key, prefix="--")
+    if (args.cert is None) != (args.key is None) or (args.cert is not None and args.ca is None):
+        print("voxserve health: --cert and --key go together, and need --ca", file=sys.stderr)
+        return 2
+    credentials = tls.channel_credentials(args.ca, args.cert, args.key)
     try:
         with open_channel(args.address, credentials, args.server_name) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(
