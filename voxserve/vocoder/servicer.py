@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import numpy as np
@@ -108,6 +109,18 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
             )
         return tokens
 
+    def _tokens(self, ids: list[int]) -> list[Any]:
+        """A frame message's ids, checked, as stream tokens: ids, or whole frames of codes."""
+        validate_token_ids(ids, self.codec.token_vocab_size)
+        per = self.codec.codes_per_token
+        if per == 1:
+            return ids
+        if len(ids) % per:
+            raise InvalidArgument(
+                f"frame.token_ids holds {len(ids)} codes; {self.codec.name} takes whole frames of {per}"
+            )
+        return [tuple(ids[i : i + per]) for i in range(0, len(ids), per)]
+
     async def _feed(self, stream: DecodeStream, requests: AsyncIterator[vocoder_pb2.DecodeRequest]) -> None:
         """Move the caller's frames into the stream until End; protocol errors fail the stream."""
         try:
@@ -116,14 +129,14 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
                 if stream.ended:
                     raise InvalidArgument(f"{kind} message after end: a stream takes no messages after end")
                 if kind == "frame":
-                    ids = list(request.frame.token_ids)
-                    validate_token_ids(ids, self.codec.token_vocab_size)
-                    if len(stream.tokens) + len(ids) > self.max_stream_tokens:
+                    tokens = self._tokens(list(request.frame.token_ids))
+                    total = len(stream.tokens) + len(tokens)
+                    if total > self.max_stream_tokens:
                         raise InvalidArgument(
-                            f"frame.token_ids: the stream would hold {len(stream.tokens) + len(ids)} tokens; "
+                            f"frame.token_ids: the stream would hold {total} tokens; "
                             f"the limit is {self.max_stream_tokens}"
                         )
-                    stream.append(ids)
+                    stream.append(tokens)
                 elif kind == "end":
                     stream.end()
                 else:

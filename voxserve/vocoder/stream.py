@@ -109,7 +109,8 @@ class DecodeStream:
     """Token counts at which a failed replica's chunks ended: the replay decodes these windows
     first, so its samples (and a stateful codec's state) match the failed replica's."""
     id: int = field(default_factory=lambda: next(_ids))
-    tokens: list[int] = field(default_factory=list)
+    tokens: list[Any] = field(default_factory=list)
+    """Token ids, or frames of codes (tuples) for a codec with several codes per token."""
     ended: bool = False
     decoded_tokens: int = 0
     in_flight: bool = False
@@ -124,8 +125,8 @@ class DecodeStream:
     def token_seconds(self) -> float:
         return self.samples_per_token / self.sample_rate
 
-    def append(self, token_ids: list[int]) -> None:
-        self.tokens.extend(token_ids)
+    def append(self, tokens: list[Any]) -> None:
+        self.tokens.extend(tokens)
 
     def end(self) -> None:
         self.ended = True
@@ -177,7 +178,7 @@ class DecodeStream:
             return None
         return Window(self.id, start, end, left, policy.lookahead_tokens, final=False)
 
-    def window_tokens(self, window: Window) -> list[int]:
+    def window_tokens(self, window: Window) -> list[Any]:
         return self.tokens[window.start - window.left : window.end + window.right]
 
     def deliver(self, window: Window, samples: torch.Tensor, now: float) -> None:

@@ -62,7 +62,7 @@ class DecodeRow:
     """One row of a batch: a window, its tokens (context included) and its stream's codec state."""
 
     window: Window
-    tokens: torch.Tensor  # int64 [window.length]
+    tokens: torch.Tensor  # int64 [window.length], or [window.length, codes_per_token]
     conditioning: Any
     state: Any
 
@@ -75,6 +75,8 @@ class Codec(Protocol):
     samples_per_token: int
     token_vocab_size: int
     """Valid token ids are 0 .. token_vocab_size - 1."""
+    codes_per_token: int
+    """Ids that make one token: 1, or a frame of several codes (SNAC: 7), sent whole."""
 
     def condition(self, voice: VoiceConditioning) -> Any:
         """Per-stream conditioning computed once at stream start (validates the voice)."""

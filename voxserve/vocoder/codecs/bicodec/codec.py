@@ -32,6 +32,7 @@ class BiCodec:
     """The `Codec` for Spark-TTS packs: conditions on 32 global ids, decodes semantic ids."""
 
     name = "bicodec"
+    codes_per_token = 1
 
     def __init__(self, config: BiCodecConfig, model: BiCodecDecoder) -> None:
         self.config = config

@@ -96,6 +96,7 @@ class S3GenCodec:
     """The `Codec` for S3Gen packs: conditions on a prompt voice, decodes S3 speech tokens."""
 
     name = "s3gen"
+    codes_per_token = 1
 
     def __init__(self, model: S3Gen, *, left_context_tokens: int = DEFAULT_LEFT_CONTEXT_TOKENS) -> None:
         self.model = model.eval().requires_grad_(False)
