@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -16,8 +18,9 @@ import torch
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.base import DecodeRow, VoiceConditioning
 from voxserve.vocoder.codecs.bicodec import BiCodec
-from voxserve.vocoder.scheduler import Scheduler
-from voxserve.vocoder.stream import Chunk
+from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
+from voxserve.vocoder.servicer import VocoderServicer
+from voxserve.vocoder.stream import Chunk, ChunkPolicy
 
 
 class RecordingCodec:
@@ -33,6 +36,7 @@ class RecordingCodec:
             "samples_per_token",
             "token_vocab_size",
             "receptive_field_tokens",
+            "codes_per_token",
         ):
             setattr(self, name, getattr(codec, name))
 
@@ -134,3 +138,23 @@ def assert_equals_published_table(shapes: dict[str, tuple[int, ...]], sha256: st
                 name, shape = line.split("\t")
                 published[name] = tuple(ast.literal_eval(shape))
         assert shapes == published
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    codec: Any, policy: ChunkPolicy, *, max_stream_tokens: int, limits: SchedulerLimits | None = None
+) -> AsyncIterator[tuple[str, Scheduler]]:
+    """A real gRPC Decode server for `codec` on a free port: its address and scheduler."""
+    scheduler = Scheduler(codec, policy, limits)
+    scheduler.start()
+    server = grpc.aio.server()
+    vocoder_pb2_grpc.add_VocoderServicer_to_server(
+        VocoderServicer(codec, scheduler, max_stream_tokens=max_stream_tokens), server
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield f"127.0.0.1:{port}", scheduler
+    finally:
+        await server.stop(None)
+        await scheduler.stop()

@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.vocoder.helpers import refused
+from tests.vocoder.helpers import refused, serving
 from tests.vocoder.test_servicer import END, decode, frame, replay_matches_the_paced_stream
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec
 from voxserve.vocoder.codecs.s3gen.config import TINY
 from voxserve.vocoder.codecs.s3gen.voice import S3Voice
-from voxserve.vocoder.scheduler import Scheduler
-from voxserve.vocoder.servicer import VocoderServicer
 from voxserve.vocoder.stream import ChunkPolicy
 
 VOICE = S3Voice.random(TINY.flow, 16, seed=4)
@@ -46,17 +44,9 @@ def messages(n: int, seed: int = 0) -> list[vocoder_pb2.DecodeRequest]:
 
 @pytest.fixture
 async def address(s3gen_codec: S3GenCodec) -> AsyncIterator[str]:
-    scheduler = Scheduler(s3gen_codec, ChunkPolicy(10, 40, 25, s3gen_codec.lookahead_tokens))
-    scheduler.start()
-    server = grpc.aio.server()
-    vocoder_pb2_grpc.add_VocoderServicer_to_server(
-        VocoderServicer(s3gen_codec, scheduler, max_stream_tokens=3000), server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield f"127.0.0.1:{port}"
-    await server.stop(None)
-    await scheduler.stop()
+    policy = ChunkPolicy(10, 40, 25, s3gen_codec.lookahead_tokens)
+    async with serving(s3gen_codec, policy, max_stream_tokens=3000) as (address, _):
+        yield address
 
 
 async def test_every_token_comes_back_as_960_samples_and_the_seed_decides_the_noise(address: str) -> None:

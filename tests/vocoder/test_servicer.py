@@ -12,12 +12,11 @@ import grpc
 import numpy as np
 import pytest
 
-from tests.vocoder.helpers import offline, refused, tokens_for, voice
+from tests.vocoder.helpers import offline, refused, serving, tokens_for, voice
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.receptive_field import measure_context
 from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
-from voxserve.vocoder.servicer import VocoderServicer
 from voxserve.vocoder.stream import ChunkPolicy
 
 MAX_STREAMS = 24
@@ -48,19 +47,10 @@ class Vocoder:
 async def vocoder(tiny_bicodec: BiCodec) -> AsyncIterator[Vocoder]:
     context = measure_context(tiny_bicodec, 5e-5).context_tokens
     policy = ChunkPolicy(10, 80, context, context)
-    scheduler = Scheduler(tiny_bicodec, policy, SchedulerLimits(max_streams=MAX_STREAMS))
-    scheduler.start()
-    server = grpc.aio.server()
-    vocoder_pb2_grpc.add_VocoderServicer_to_server(
-        VocoderServicer(tiny_bicodec, scheduler, max_stream_tokens=5000), server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    address = f"127.0.0.1:{port}"
-    async with grpc.aio.insecure_channel(address) as channel:
-        yield Vocoder(vocoder_pb2_grpc.VocoderStub(channel), scheduler, address)
-    await server.stop(None)
-    await scheduler.stop()
+    limits = SchedulerLimits(max_streams=MAX_STREAMS)
+    async with serving(tiny_bicodec, policy, max_stream_tokens=5000, limits=limits) as (address, scheduler):
+        async with grpc.aio.insecure_channel(address) as channel:
+            yield Vocoder(vocoder_pb2_grpc.VocoderStub(channel), scheduler, address)
 
 
 async def decode(stub: vocoder_pb2_grpc.VocoderStub, messages: list[vocoder_pb2.DecodeRequest]) -> np.ndarray:

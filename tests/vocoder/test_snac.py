@@ -12,14 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from tests.vocoder.helpers import refused
+from tests.vocoder.helpers import refused, serving
 from tests.vocoder.test_servicer import END, decode_chunks, frame
 from voxserve.packs.tiny_snac import write_snac
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.base import CodecInputError, VoiceConditioning
 from voxserve.vocoder.codecs.snac import SnacCodec
-from voxserve.vocoder.scheduler import Scheduler
-from voxserve.vocoder.servicer import VocoderServicer
 from voxserve.vocoder.stream import ChunkPolicy
 
 SEED = 11
@@ -66,17 +64,8 @@ def test_noise_depends_only_on_seed_and_frame(codec: SnacCodec) -> None:
 @pytest.fixture
 async def address(codec: SnacCodec) -> AsyncIterator[str]:
     context = codec.receptive_field_tokens
-    scheduler = Scheduler(codec, ChunkPolicy(2, 8, context, context))
-    scheduler.start()
-    server = grpc.aio.server()
-    vocoder_pb2_grpc.add_VocoderServicer_to_server(
-        VocoderServicer(codec, scheduler, max_stream_tokens=500), server
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield f"127.0.0.1:{port}"
-    await server.stop(None)
-    await scheduler.stop()
+    async with serving(codec, ChunkPolicy(2, 8, context, context), max_stream_tokens=500) as (address, _):
+        yield address
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 29])
