@@ -242,6 +242,7 @@ async def _attempt(
 
     async def forward() -> None:
         opened = False
+        stats.tokens_forwarded = 0  # a retried attempt starts over: nothing of the failed one plays
         try:
             if s3_prompt is not None:
                 start = vocoder_pb2.DecodeStart(codec=codec, seed=seed, s3_prompt=s3_prompt)
@@ -273,14 +274,14 @@ async def _attempt(
             await link.send(None)
         except grpc.aio.AioRpcError as exc:
             inbox.put_nowait(_upstream("generator", exc))
-        except UpstreamError as exc:
+        except Exception as exc:  # ours or a malformed frame: the segment fails, it never hangs
             inbox.put_nowait(exc)
 
     async def read() -> None:
         try:
             async for chunk in link.chunks():
                 inbox.put_nowait(chunk)
-        except UpstreamError as exc:
+        except Exception as exc:
             inbox.put_nowait(exc)
 
     tasks = [asyncio.create_task(forward()), asyncio.create_task(read())]
