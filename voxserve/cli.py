@@ -248,10 +248,10 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_health(args: argparse.Namespace) -> int:
     """One gRPC health check, as a container's health check runs it: exit 0 only when SERVING."""
     import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1 import health_pb2
 
     from voxserve.common import tls
-    from voxserve.stack import open_channel
+    from voxserve.stack import health_status, open_channel
 
     if (args.cert is None) != (args.key is None) or (args.cert is not None and args.ca is None):
         print("voxserve health: --cert and --key go together, and need --ca", file=sys.stderr)
@@ -259,15 +259,12 @@ def cmd_health(args: argparse.Namespace) -> int:
     credentials = tls.channel_credentials(args.ca, args.cert, args.key)
     try:
         with open_channel(args.address, credentials, args.server_name) as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
-            )
+            status = health_status(channel, args.timeout, service=args.service)
     except grpc.RpcError as exc:
         print(f"{args.address}: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
         return 1
-    status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
-    print(f"{args.address}: {status}")
-    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
+    print(f"{args.address}: {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}")
+    return 0 if status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 def parser() -> argparse.ArgumentParser:

@@ -62,6 +62,15 @@ def open_channel(
     return grpc.secure_channel(address, credentials, options=tls.channel_options(server_name))
 
 
+def health_status(
+    channel: grpc.Channel, timeout: float, metadata: Sequence[tuple[str, str]] = (), service: str = ""
+) -> int:
+    """One check on the standard health service: the reply's status (raises `grpc.RpcError`)."""
+    request = health_pb2.HealthCheckRequest(service=service)
+    reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout, metadata=tuple(metadata))
+    return int(reply.status)
+
+
 def wait_serving(
     address: str,
     timeout: float,
@@ -77,15 +86,11 @@ def wait_serving(
     checks need an API key."""
     deadline = time.monotonic() + timeout
     with open_channel(address, credentials, server_name) as ch:
-        stub = health_pb2_grpc.HealthStub(ch)
         while True:
             if process is not None and process.poll() is not None:
                 raise RuntimeError(f"service at {address} exited with code {process.returncode}")
             try:
-                reply = stub.Check(
-                    health_pb2.HealthCheckRequest(service=""), timeout=1.0, metadata=tuple(metadata)
-                )
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                if health_status(ch, 1.0, metadata) == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
                 pass
