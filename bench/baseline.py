@@ -48,7 +48,7 @@ from voxserve.common.logging import get_logger
 from voxserve.common.request_id import current_request_id
 from voxserve.common.status import InvalidArgument
 from voxserve.gateway.pipeline import SegmentStats, UpstreamError
-from voxserve.generator.engine import Frame, Sampling, Style
+from voxserve.generator.engine import Frame, Sampling, Speaker, Style
 from voxserve.generator.servicer import frame_to_proto, parse_generate_request
 from voxserve.v1 import generator_pb2, vocoder_pb2
 from voxserve.vocoder.codecs.base import CodecInputError, VoiceConditioning
@@ -226,7 +226,7 @@ class SeedDecodeLoop:
 
 
 class TokenSource(Protocol):
-    """What the runner needs from the engine: `SparkGenerator.generate`."""
+    """What the runner needs from the engine: `TokenGenerator.generate`."""
 
     def generate(
         self,
@@ -236,6 +236,7 @@ class TokenSource(Protocol):
         style: Style | None,
         sampling: Sampling,
         request_id: str,
+        speaker: Speaker | None = None,
     ) -> AsyncIterator[Frame]: ...
 
 

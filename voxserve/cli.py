@@ -24,8 +24,9 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from voxserve.packs.pack import write_random_pack
 
     size = getattr(args, "size", "tiny")
-    pack = write_random_pack(Path(args.dir), size, seed=args.seed, family=args.family)
-    print(f"wrote {size} random {pack.family} pack to {pack.root}")
+    pack = write_random_pack(Path(args.dir), size, seed=args.seed, family=args.family, speakers=args.speakers)
+    kind = f"{pack.family} speaker-name" if args.speakers else pack.family
+    print(f"wrote {size} random {kind} pack to {pack.root}")
     return 0
 
 
@@ -281,9 +282,15 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int, default=1234)
         sp.add_argument(
             "--family",
-            choices=["spark", "s3"],
+            choices=["spark", "s3", "orpheus"],
             default="spark",
-            help="spark: Spark-TTS (LLM/ + BiCodec/); s3: speech-token LM + S3Gen vocoder (24 kHz)",
+            help="spark: Spark-TTS (LLM/ + BiCodec/); s3: speech-token LM + S3Gen vocoder (24 kHz); "
+            "orpheus: Llama LM writing SNAC codes + SNAC (24 kHz)",
+        )
+        sp.add_argument(
+            "--speakers",
+            action="store_true",
+            help="spark only: a speaker-name fine-tune (12 named speakers, inline emotion tags)",
         )
         sp.set_defaults(func=cmd_pack)
 
@@ -338,7 +345,7 @@ def parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--voice", default="default")
         sp.add_argument(
-            "--max-tokens", type=int, default=None, help="cap on speech tokens (spark: 50 per second, s3: 25)"
+            "--max-tokens", type=int, default=None, help="cap on speech tokens (spark: 50 per second, s3: 25, orpheus: 82, 7 per SNAC frame)"
         )
         sp.set_defaults(func=cmd_say if name == "say" else cmd_demo)
 

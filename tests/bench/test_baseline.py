@@ -29,7 +29,7 @@ from bench.baseline import (
 from voxserve.client import synthesize
 from voxserve.common.audio import f32_from_bytes
 from voxserve.gateway.pipeline import SegmentStats, UpstreamError
-from voxserve.generator.engine import Frame, GenerationResult, Sampling, Style
+from voxserve.generator.engine import Frame, GenerationResult, Sampling, Speaker, Style
 from voxserve.packs.pack import Pack
 from voxserve.packs.tiny_bicodec import write_tiny_bicodec
 from voxserve.stack import free_port, wait_serving
@@ -183,7 +183,7 @@ def test_windowed_emission_replays_audio_in_the_closing_decode() -> None:
 
 @dataclass
 class FakeGenerator:
-    """Stands in for `SparkGenerator`: a voice frame, semantic frames, then a result."""
+    """Stands in for `TokenGenerator`: a voice frame, semantic frames, then a result."""
 
     semantic: list[int]
     tokens_per_frame: int = 1
@@ -198,6 +198,7 @@ class FakeGenerator:
         style: Style | None,
         sampling: Sampling,
         request_id: str,
+        speaker: Speaker | None = None,
     ) -> AsyncIterator[Frame]:
         self.requests.append({"text": text, "global_ids": global_ids, "style": style, "sampling": sampling})
         try:

@@ -19,10 +19,14 @@ FLUSH = Message(flush=speech_pb2.Flush())
 CJK = "今天天气很好。" * 80  # 560 characters in 80 sentences of 7
 
 
-async def messages(items: list[Message], delay: float = 0.0) -> AsyncIterator[Message]:
+async def messages(
+    items: list[Message], delay: float = 0.0, sent: asyncio.Event | None = None
+) -> AsyncIterator[Message]:
     for item in items:
         await asyncio.sleep(delay)
         yield item
+    if sent is not None:
+        sent.set()
 
 
 def deltas(text: str, size: int) -> list[Message]:
@@ -51,11 +55,16 @@ def test_segments_join_with_a_space_except_between_scripts_written_without_one(
 
 
 async def test_text_that_arrives_while_a_segment_is_generated_goes_out_packed() -> None:
-    source = text_input([*deltas(CJK, 5), END], delay=0.001)
+    sent = asyncio.Event()
+    source = TextInput(
+        messages([*deltas(CJK, 5), END], 0.001, sent), first_text="", max_chars=20_000, segment_max_chars=250
+    )
     texts = source.texts()
     first = await anext(texts)
     assert first == "今天天气很好。", "the first sentence starts alone, without waiting for more"
-    await asyncio.sleep(0.5)  # the first segment is being generated; the rest of the text arrives
+    # The first segment is being generated; the rest of the text arrives meanwhile.
+    await asyncio.wait_for(sent.wait(), 30)
+    await asyncio.sleep(0.05)  # the reader takes in the last message
     rest = [text async for text in texts]
     assert "".join([first, *rest]) == CJK
     assert all(len(text) <= 250 for text in rest)

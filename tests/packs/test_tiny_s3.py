@@ -54,9 +54,13 @@ def test_the_tokenizer_has_every_speech_token_and_the_markers(s3_pack: Pack) -> 
 def test_a_spark_voice_sent_to_an_s3_generator_is_refused_naming_it() -> None:
     request = generator_pb2.GenerateRequest(text="hi", global_tokens=generator_pb2.GlobalTokens(ids=[0] * 32))
     with pytest.raises(ValueError, match=r"global_tokens is not accepted.*s3 family"):
-        parse_generate_request(request, max_text_chars=100, max_tokens=100, num_global=0)
+        parse_generate_request(request, max_text_chars=100, max_tokens=100, num_global=0, family="s3")
     plain = parse_generate_request(
-        generator_pb2.GenerateRequest(text="hi"), max_text_chars=100, max_tokens=100, num_global=0
+        generator_pb2.GenerateRequest(text="hi"),
+        max_text_chars=100,
+        max_tokens=100,
+        num_global=0,
+        family="s3",
     )
     assert plain["global_ids"] is None and plain["style"] is None
 

@@ -29,7 +29,11 @@ from voxserve.common.logging import get_logger
 from voxserve.common.request_id import outgoing_metadata
 from voxserve.v1 import generator_pb2, generator_pb2_grpc, vocoder_pb2, vocoder_pb2_grpc
 
-CODEC_OF_FAMILY = {"spark": "bicodec", "s3": "s3gen"}
+CODEC_OF_FAMILY = {"spark": "bicodec", "s3": "s3gen", "orpheus": "snac"}
+# Generator tokens per vocoder token: SNAC's token is an Orpheus frame of 7 codes.
+CODES_PER_TOKEN = {"snac": 7}
+# Codecs whose voice comes with the generator's first frame (the others open their stream at once).
+VOICE_FROM_GENERATOR = {"bicodec"}
 
 
 class UpstreamError(Exception):
@@ -194,8 +198,9 @@ async def run_segment(
 ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
     """Audio chunks of one segment; `deadline_seconds`: the caller's remaining deadline, passed upstream.
 
-    A voice known in advance (`s3_prompt`) opens the vocoder stream at once, while the generator
-    is still reading the prompt; a spark stream opens when the generator sends its global ids.
+    A codec whose voice is known in advance (s3gen with `s3_prompt`; snac, whose voice is in the
+    generator's prompt) opens the vocoder stream at once, while the generator is still reading the
+    prompt; a bicodec stream opens when the generator sends its global ids.
     """
     deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
     generator = generators.pick()
@@ -243,8 +248,9 @@ async def _attempt(
     async def forward() -> None:
         opened = False
         stats.tokens_forwarded = 0  # a retried attempt starts over: nothing of the failed one plays
+        codes_per_token = CODES_PER_TOKEN.get(codec, 1)
         try:
-            if s3_prompt is not None:
+            if codec not in VOICE_FROM_GENERATOR:
                 start = vocoder_pb2.DecodeStart(codec=codec, seed=seed, s3_prompt=s3_prompt)
                 await link.send(vocoder_pb2.DecodeRequest(start=start))
                 opened = True
@@ -264,7 +270,7 @@ async def _attempt(
                         stats.first_token_at = time.monotonic()
                     token_frame = vocoder_pb2.DecodeFrame(token_ids=frame.semantic_ids)
                     await link.send(vocoder_pb2.DecodeRequest(frame=token_frame))
-                    stats.tokens_forwarded += len(frame.semantic_ids)
+                    stats.tokens_forwarded += len(frame.semantic_ids) // codes_per_token
                 if frame.HasField("result"):
                     stats.result.CopyFrom(frame.result)
             stats.generated.set()

@@ -23,7 +23,7 @@ from voxserve.common.audio import f32_from_bytes
 from voxserve.gateway.config import GatewayConfig
 from voxserve.gateway.pipeline import CODEC_OF_FAMILY, SegmentRunner, SegmentStats, UpstreamError
 from voxserve.gateway.stitcher import Stitcher
-from voxserve.gateway.voices import SAMPLE_RATE, TOKENS_PER_SECOND, Voice
+from voxserve.gateway.voices import GENERATOR_TOKENS_PER_SECOND, SAMPLE_RATE, SAMPLES_PER_TOKEN, Voice
 from voxserve.v1 import generator_pb2, speech_pb2
 
 FinishReason = generator_pb2.GenerateResult.FinishReason
@@ -80,7 +80,7 @@ class Synthesis:
         self.config = config
         self.time_remaining = time_remaining
         self.sample_rate = SAMPLE_RATE[voice.family]
-        self.samples_per_token = self.sample_rate // TOKENS_PER_SECOND[voice.family]
+        self.samples_per_token = SAMPLES_PER_TOKEN[voice.family]
         self.stitcher = Stitcher(round(config.crossfade_ms * self.sample_rate / 1000))
         self.segments: list[Segment] = []
         self.global_ids: tuple[int, ...] | None = voice.global_ids
@@ -92,7 +92,9 @@ class Synthesis:
         limit; slow, careful speech stays well inside this.
         """
         seconds = max(self.config.min_max_seconds, len(text) * self.config.max_seconds_per_char)
-        return min(self.config.max_tokens, math.ceil(seconds * TOKENS_PER_SECOND[self.voice.family]))
+        return min(
+            self.config.max_tokens, math.ceil(seconds * GENERATOR_TOKENS_PER_SECOND[self.voice.family])
+        )
 
     def generate_request(self, text: str) -> generator_pb2.GenerateRequest:
         request = self.request
@@ -101,6 +103,9 @@ class Synthesis:
             generate.sampling.max_tokens = self.default_max_tokens(text)
         if self.voice.family == "s3":
             pass  # the voice is the vocoder's prompt; the generator takes text alone
+        elif self.voice.speaker is not None:
+            generate.speaker.name = self.voice.speaker
+            generate.speaker.global_ids.extend(self.global_ids or ())
         elif self.global_ids is not None:
             generate.global_tokens.ids.extend(self.global_ids)
         else:
@@ -124,7 +129,7 @@ class Synthesis:
                         # The previous segment's first audio never competes with this one's
                         # prompt: the generator is handed on once it has finished.
                         await self.segments[-1].stats.generated.wait()
-                    if self.global_ids is None and self.segments and self.voice.family == "spark":
+                    if self.global_ids is None and self.segments and self.voice.reuses_first_voice:
                         first = self.segments[0].stats
                         await first.voice_known.wait()
                         self.global_ids = first.global_ids

@@ -1,9 +1,12 @@
 """Named voices: what a voice id means to the generator and the vocoder.
 
-A spark voice is either fixed (32 BiCodec global token ids, the same timbre every time) or
-controllable (a gender/pitch/speed style from which the model generates its own global ids).
+A spark voice is either fixed (32 BiCodec global token ids, the same timbre every time),
+controllable (a gender/pitch/speed style from which the model generates its own global ids), or
+a named speaker of a speaker-name fine-tune (the model generates the globals for its first
+segment; later segments reuse them).
 An s3 voice is a conditioning file (prompt speech tokens, their mel, an x-vector) that the
 vocoder's flow continues from; the gateway reads it once and sends it with every stream.
+An orpheus voice is a speaker name in the generator's prompt.
 """
 
 from __future__ import annotations
@@ -18,11 +21,14 @@ import numpy as np
 import yaml
 from safetensors.numpy import load_file
 
+from voxserve.packs.speakers import check_speaker_name
 from voxserve.v1 import generator_pb2, speech_pb2, vocoder_pb2
 
 SPARK_SAMPLE_RATE = 16000
-SAMPLE_RATE = {"spark": SPARK_SAMPLE_RATE, "s3": 24000}
-TOKENS_PER_SECOND = {"spark": 50, "s3": 25}
+SAMPLE_RATE = {"spark": SPARK_SAMPLE_RATE, "s3": 24000, "orpheus": 24000}
+SAMPLES_PER_TOKEN = {"spark": 320, "s3": 960, "orpheus": 2048}
+"""Samples of one vocoder token (an Orpheus token is a SNAC frame of 7 generator tokens)."""
+GENERATOR_TOKENS_PER_SECOND = {"spark": 50.0, "s3": 25.0, "orpheus": 7 * 24000 / 2048}
 FAMILIES = tuple(SAMPLE_RATE)
 S3_KEYS = ("prompt_tokens", "prompt_mel", "xvector")
 _GENDERS = {"female": generator_pb2.VoiceStyle.FEMALE, "male": generator_pb2.VoiceStyle.MALE}
@@ -41,9 +47,16 @@ class Voice:
     """An s3 voice's conditioning, read from its file."""
     pack: str = ""
     """The model pack the voice belongs to, as the registry names it (informational)."""
+    speaker: str | None = None
+    """A speaker name of the pack (orpheus voices, speaker-name spark fine-tunes)."""
 
     @property
     def controllable(self) -> bool:
+        return self.family == "spark" and self.global_ids is None and self.speaker is None
+
+    @property
+    def reuses_first_voice(self) -> bool:
+        """Later segments prefill the global ids the model chose for the first one."""
         return self.family == "spark" and self.global_ids is None
 
     def to_proto(self) -> speech_pb2.Voice:
@@ -54,6 +67,7 @@ class Voice:
             description=self.description,
             controllable=self.controllable,
             pack=self.pack,
+            speaker=self.speaker or "",
         )
 
     def style(self, override: generator_pb2.VoiceStyle | None) -> generator_pb2.VoiceStyle:
@@ -99,8 +113,9 @@ class VoiceRegistry:
     def from_file(cls, path: Path) -> VoiceRegistry:
         """A registry file, YAML or JSON (JSON is YAML), whose "voices" is either a list of entries
         with an "id" or a mapping from id to entry. An entry has "description", "pack" (a label),
-        "family" (default "spark") and its conditioning: spark "global_ids" (32 ids) or
-        "gender"/"pitch"/"speed"; s3 "conditioning" (a voice file, relative to the registry)."""
+        "family" (default "spark") and its conditioning: spark "global_ids" (32 ids),
+        "gender"/"pitch"/"speed" or "speaker" (a speaker-name fine-tune's speaker); s3
+        "conditioning" (a voice file, relative to the registry); orpheus "speaker"."""
         path = Path(path)
         try:
             text = path.read_text()
@@ -143,6 +158,17 @@ def _voice_from_entry(entry: dict[str, Any], base: Path) -> Voice:
             raise ValueError(f"voice {voice_id!r}: an s3 voice needs a conditioning file")
         prompt = read_s3_prompt(base / entry["conditioning"])
         return Voice(voice_id, description, family="s3", s3_prompt=prompt, pack=pack)
+    speaker = entry.get("speaker")
+    if speaker is not None:
+        try:
+            check_speaker_name(speaker)
+        except ValueError as exc:
+            raise ValueError(f"voice {voice_id!r}: {exc}") from exc
+        if "global_ids" in entry or "gender" in entry:
+            raise ValueError(f"voice {voice_id!r}: a speaker voice takes no global_ids or style")
+        return Voice(voice_id, description, family=family, pack=pack, speaker=speaker)
+    if family == "orpheus":
+        raise ValueError(f"voice {voice_id!r}: an orpheus voice needs a speaker name")
     ids = entry.get("global_ids")
     if ids is not None and (
         not isinstance(ids, list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -12,10 +13,11 @@ from voxserve.common.logging import configure_logging, get_logger
 from voxserve.common.server import ServiceSpec, listen_credentials, serve
 from voxserve.generator import metrics
 from voxserve.generator.config import PREFIX, GeneratorConfig
-from voxserve.generator.engine import SparkGenerator
+from voxserve.generator.engine import TokenGenerator
 from voxserve.generator.servicer import GeneratorServicer
 from voxserve.generator.token_table import GRAMMARS, TokenTable
 from voxserve.packs.pack import resolve_pack
+from voxserve.packs.speakers import SpeakerSet
 from voxserve.v1 import generator_pb2, generator_pb2_grpc
 
 log = get_logger(__name__)
@@ -64,7 +66,7 @@ def prepare_vllm_environment(config: GeneratorConfig) -> str:
     return backend
 
 
-def build_engine(config: GeneratorConfig) -> SparkGenerator:
+def build_engine(config: GeneratorConfig) -> TokenGenerator:
     backend = prepare_vllm_environment(config)
     from transformers import AutoTokenizer
     from vllm.engine.arg_utils import AsyncEngineArgs
@@ -74,6 +76,12 @@ def build_engine(config: GeneratorConfig) -> SparkGenerator:
     started = time.monotonic()
     tokenizer = AutoTokenizer.from_pretrained(pack.llm_dir)
     table = TokenTable.from_tokenizer(tokenizer, grammar=GRAMMARS[pack.family])
+    speakers = SpeakerSet.from_pack(pack.root)
+    processors: dict[str, Any] = {}
+    if pack.family == "orpheus":
+        from voxserve.generator.frame_positions import FramePositions
+
+        processors["logits_processors"] = [FramePositions]
     args = AsyncEngineArgs(
         model=str(pack.llm_dir),
         dtype=config.dtype,  # type: ignore[arg-type]  # vLLM validates the name
@@ -84,17 +92,24 @@ def build_engine(config: GeneratorConfig) -> SparkGenerator:
         distributed_executor_backend=backend,
         disable_log_stats=False,
         seed=0,
+        **processors,
     )
     llm = AsyncLLM.from_engine_args(args)
     log.info(
         "engine ready",
         pack=str(pack.root),
         family=pack.family,
+        speakers=len(speakers.names) if speakers else 0,
         seconds=round(time.monotonic() - started, 2),
         cpu=_on_cpu(),
     )
-    return SparkGenerator(
-        llm, tokenizer, table, max_model_len=config.max_model_len, max_tokens=config.max_tokens
+    return TokenGenerator(
+        llm,
+        tokenizer,
+        table,
+        max_model_len=config.max_model_len,
+        max_tokens=config.max_tokens,
+        speakers=speakers,
     )
 
 

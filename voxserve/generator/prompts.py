@@ -1,4 +1,5 @@
-"""Prompt strings (plain text, no chat template): Spark-TTS's, and the s3 family's (`s3_prompt`).
+"""Prompt strings (plain text, no chat template): Spark-TTS's, the s3 family's (`s3_prompt`) and
+Orpheus's (`orpheus_prompt`).
 
 - ``fixed_voice``: the voice's 32 global tokens are known (a registered voice, or a later segment of a
   request reusing the globals of its first segment); the model continues with the semantic tokens.
@@ -8,9 +9,12 @@
   runs a controllable request in two phases: a first, constrained phase generates exactly the 32 global
   tokens, then the same sequence (this prompt) is continued for the semantic tokens. The model sees the
   very text it would have produced in one pass, and the globals are known before any audio is decoded.
+- ``speaker`` / ``speaker_with_globals``: the same two phases for fine-tunes that name one of a fixed
+  set of speakers (`voxserve.packs.speakers`) instead of the style block.
 
 Special tokens inside the text would be read as control tokens by the tokenizer, so text containing
-anything shaped like ``<|...|>`` is refused.
+anything shaped like ``<|...|>`` or ``<custom_token_N>`` is refused. Emotion tags such as
+``<laugh>`` are text and pass through.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from voxserve.packs.speakers import SpeakerSet, check_speaker_name
+
 GLOBAL_TOKENS_PER_VOICE = 32
 NUM_STYLE_LEVELS = 5
 # The position is the N of <|gender_N|>, as upstream (female 0, male 1).
@@ -29,7 +35,15 @@ GENDERS: tuple[str, ...] = ("female", "male")
 
 Gender = Literal["female", "male"]
 
-_SPECIAL_TOKEN_SHAPE = re.compile(r"<\|[^<>|]*\|>")
+_SPECIAL_TOKEN_SHAPE = re.compile(r"<\|[^<>|]*\|>|<custom_token_\d+>")
+
+# Orpheus's markers, by name (their ids come from the tokenizer).
+ORPHEUS_START_OF_HUMAN = "<custom_token_3>"
+ORPHEUS_END_OF_HUMAN = "<custom_token_4>"
+ORPHEUS_START_OF_AI = "<custom_token_5>"
+ORPHEUS_START_OF_SPEECH = "<custom_token_1>"
+LLAMA3_BEGIN_OF_TEXT = "<|begin_of_text|>"
+LLAMA3_END_OF_TURN = "<|eot_id|>"
 
 
 class HasNumGlobal(Protocol):
@@ -71,6 +85,15 @@ class SparkPromptBuilder:
         block = self.global_block(global_ids)
         return self.controllable(text, gender, pitch, speed) + block
 
+    def speaker(self, text: str, speakers: SpeakerSet, name: str) -> str:
+        """A speaker-name fine-tune's prompt; the model continues with the global block."""
+        return speakers.render(speakers.check(name), _checked_text(text))
+
+    def speaker_with_globals(
+        self, text: str, speakers: SpeakerSet, name: str, global_ids: Sequence[int] | np.ndarray
+    ) -> str:
+        return self.speaker(text, speakers, name) + self.global_block(global_ids)
+
     def global_block(self, global_ids: Sequence[int] | np.ndarray) -> str:
         """``<|start_global_token|>`` + the 32 global tokens + ``<|end_global_token|>``."""
         checked = self._checked_global_ids(global_ids)
@@ -95,6 +118,16 @@ def s3_prompt(text: str) -> str:
     """The s3 family's prompt: the text, then the start of speech; the model writes speech tokens
     up to ``<|end_speech|>``. (The voice lives in the vocoder's prompt, not in the LM's.)"""
     return f"<|task_tts|><|start_content|>{_checked_text(text)}<|end_content|><|start_speech|>"
+
+
+def orpheus_prompt(text: str, voice: str) -> str:
+    """Orpheus's prompt: a human turn holding ``"{voice}: {text}"``, then the start of the AI turn
+    and of speech; the model writes audio tokens up to its end-of-speech marker."""
+    name = check_speaker_name(voice)
+    return (
+        f"{ORPHEUS_START_OF_HUMAN}{LLAMA3_BEGIN_OF_TEXT}{name}: {_checked_text(text)}{LLAMA3_END_OF_TURN}"
+        f"{ORPHEUS_END_OF_HUMAN}{ORPHEUS_START_OF_AI}{ORPHEUS_START_OF_SPEECH}"
+    )
 
 
 def _checked_text(text: str) -> str:

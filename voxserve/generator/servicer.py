@@ -12,8 +12,9 @@ from voxserve.common.logging import get_logger
 from voxserve.common.request_id import current_request_id
 from voxserve.common.status import InvalidArgument, abort_invalid
 from voxserve.generator import metrics
-from voxserve.generator.engine import NUM_GLOBAL_TOKENS, Frame, Sampling, SparkGenerator, Style
+from voxserve.generator.engine import NUM_GLOBAL_TOKENS, Frame, Sampling, Speaker, Style, TokenGenerator
 from voxserve.generator.prompts import Gender
+from voxserve.packs.speakers import check_speaker_name
 from voxserve.v1 import generator_pb2, generator_pb2_grpc
 
 log = get_logger(__name__)
@@ -70,31 +71,62 @@ def parse_style(msg: generator_pb2.VoiceStyle) -> Style:
     return Style(gender=_GENDERS[msg.gender], pitch=msg.pitch, speed=msg.speed)
 
 
-def parse_global_ids(ids: list[int], num_global: int) -> list[int]:
+def parse_global_ids(ids: list[int], num_global: int, field: str = "global_tokens.ids") -> list[int]:
     _check(
         len(ids) == NUM_GLOBAL_TOKENS,
-        f"global_tokens.ids has {len(ids)} ids; exactly {NUM_GLOBAL_TOKENS} are required",
+        f"{field} has {len(ids)} ids; exactly {NUM_GLOBAL_TOKENS} are required",
     )
     bad = next((i for i, g in enumerate(ids) if not 0 <= g < num_global), None)
     _check(
         bad is None,
-        f"global_tokens.ids[{bad}]={ids[bad] if bad is not None else 0} is out of range [0, {num_global})",
+        f"{field}[{bad}]={ids[bad] if bad is not None else 0} is out of range [0, {num_global})",
     )
     return list(ids)
 
 
+def parse_speaker(msg: generator_pb2.Speaker, family: str, num_global: int) -> Speaker:
+    try:
+        check_speaker_name(msg.name)
+    except ValueError as exc:
+        raise InvalidArgument(f"speaker.name: {exc}") from exc
+    ids: list[int] = []
+    if msg.global_ids:
+        _check(
+            family == "spark",
+            f"speaker.global_ids is not accepted: a {family} pack's voice is its speaker name alone",
+        )
+        ids = parse_global_ids(list(msg.global_ids), num_global, "speaker.global_ids")
+    return Speaker(msg.name, tuple(ids))
+
+
+# Which voice fields each family's prompt can use.
+VOICES_OF_FAMILY = {
+    "spark": ("global_tokens", "style", "speaker"),
+    "s3": (),
+    "orpheus": ("speaker",),
+}
+_NO_VOICE_REASON = {
+    "s3": "this generator's pack (s3 family) has no voice tokens; its voice is the vocoder's prompt",
+    "orpheus": "this generator's pack (orpheus family) takes a speaker name",
+}
+
+
 def parse_generate_request(
-    request: generator_pb2.GenerateRequest, *, max_text_chars: int, max_tokens: int, num_global: int
+    request: generator_pb2.GenerateRequest,
+    *,
+    max_text_chars: int,
+    max_tokens: int,
+    num_global: int,
+    family: str = "spark",
 ) -> dict[str, Any]:
-    """The keyword arguments of `SparkGenerator.generate` for a request, every field checked."""
+    """The keyword arguments of `TokenGenerator.generate` for a request, every field checked."""
     text = request.text.strip()
     _check(bool(text), "text is empty")
     _check(len(text) <= max_text_chars, f"text has {len(text)} characters; the limit is {max_text_chars}")
     voice = request.WhichOneof("voice")
     _check(
-        num_global > 0 or voice is None,
-        f"{voice} is not accepted: this generator's pack (s3 family) has no voice tokens; "
-        "its voice is the vocoder's prompt",
+        voice is None or voice in VOICES_OF_FAMILY[family],
+        f"{voice} is not accepted: {_NO_VOICE_REASON.get(family, '')}",
     )
     return {
         "text": text,
@@ -102,6 +134,7 @@ def parse_generate_request(
         if voice == "global_tokens"
         else None,
         "style": parse_style(request.style) if voice == "style" else None,
+        "speaker": parse_speaker(request.speaker, family, num_global) if voice == "speaker" else None,
         "sampling": parse_sampling(request.sampling, max_tokens),
     }
 
@@ -127,7 +160,7 @@ def frame_to_proto(frame: Frame) -> generator_pb2.TokenFrame:
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     def __init__(
-        self, generator: SparkGenerator, *, max_text_chars: int, max_tokens: int, max_streams: int = 256
+        self, generator: TokenGenerator, *, max_text_chars: int, max_tokens: int, max_streams: int = 256
     ):
         self.generator = generator
         self.admission = Admission(max_streams, "Generate calls")
@@ -143,6 +176,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 max_text_chars=self.max_text_chars,
                 max_tokens=self.max_tokens,
                 num_global=self.generator.table.num_global,
+                family=self.generator.family,
             )
         except InvalidArgument as exc:
             metrics.REQUESTS.labels("invalid").inc()

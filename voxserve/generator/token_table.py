@@ -2,7 +2,8 @@
 
 Token ids differ between the real tokenizer, fine-tunes and the generated test packs, so the table is
 read once from whatever tokenizer the pack holds: each audio token's index comes from its name
-(Spark: ``<|bicodec_global_N|>``, ``<|bicodec_semantic_N|>``; s3: ``<|speech_N|>``), never from its
+(Spark: ``<|bicodec_global_N|>``, ``<|bicodec_semantic_N|>``; s3: ``<|speech_N|>``; Orpheus:
+``<custom_token_N>``, index N - 10, which is position * 4096 + code within a frame), never from its
 id. Lookups are numpy array reads, so classifying a generated id costs the same whatever the vocabulary size.
 """
 
@@ -47,12 +48,18 @@ class TokenGrammar:
     global_pattern: re.Pattern[str] | None
     """None: the family has no global (voice) tokens."""
     markers: Mapping[TokenKind, str]
+    semantic_offset: int = 0
+    """Subtracted from N to give the index (Orpheus numbers its audio tokens from 10)."""
+    semantic_count: int | None = None
+    """Indices at or past this are not audio tokens (None: all that match)."""
 
     def matches(self, token: str) -> tuple[TokenKind, int] | None:
         if self.global_pattern is not None and (match := self.global_pattern.fullmatch(token)):
             return TokenKind.GLOBAL, int(match.group(1))
         if match := self.semantic_pattern.fullmatch(token):
-            return TokenKind.SEMANTIC, int(match.group(1))
+            index = int(match.group(1)) - self.semantic_offset
+            if 0 <= index and (self.semantic_count is None or index < self.semantic_count):
+                return TokenKind.SEMANTIC, index
         return None
 
 
@@ -78,7 +85,24 @@ S3 = TokenGrammar(
         TokenKind.EOS: EOS_TOKEN,
     },
 )
-GRAMMARS = {g.family: g for g in (SPARK, S3)}
+# Orpheus: one frame is 7 codes of 4096; the audio token of position p, code c is
+# <custom_token_{10 + p * 4096 + c}>. The first custom tokens are its markers.
+ORPHEUS_FRAME_CODES = 7
+ORPHEUS_CODEBOOK_SIZE = 4096
+ORPHEUS_AUDIO_OFFSET = 10
+ORPHEUS = TokenGrammar(
+    "orpheus",
+    re.compile(r"<custom_token_(\d+)>"),
+    None,
+    {
+        TokenKind.START_SEMANTIC: "<custom_token_1>",  # start of speech
+        TokenKind.END_SEMANTIC: "<custom_token_2>",  # end of speech
+        TokenKind.EOS: "<|eot_id|>",
+    },
+    semantic_offset=ORPHEUS_AUDIO_OFFSET,
+    semantic_count=ORPHEUS_FRAME_CODES * ORPHEUS_CODEBOOK_SIZE,
+)
+GRAMMARS = {g.family: g for g in (SPARK, S3, ORPHEUS)}
 
 NO_INDEX = -1
 
@@ -107,6 +131,7 @@ class TokenTable:
     global_ids: np.ndarray
     semantic_ids: np.ndarray
     marker_ids: Mapping[TokenKind, int]
+    family: str = "spark"
 
     @classmethod
     def from_tokenizer(
@@ -125,10 +150,15 @@ class TokenTable:
     ) -> TokenTable:
         by_index: dict[TokenKind, dict[int, int]] = {TokenKind.GLOBAL: {}, TokenKind.SEMANTIC: {}}
         for token, token_id in vocab.items():
-            if token.startswith("<|") and (found := grammar.matches(token)):
+            if token.startswith("<") and (found := grammar.matches(token)):
                 by_index[found[0]][found[1]] = token_id
         semantic_name = grammar.semantic_pattern.pattern.replace("\\|", "|").replace("(\\d+)", "N")
         semantic_ids = _dense_ids(by_index[TokenKind.SEMANTIC], semantic_name, grammar.family)
+        if grammar.semantic_count is not None and len(semantic_ids) != grammar.semantic_count:
+            raise MissingTokensError(
+                f"tokenizer has {len(semantic_ids)} {semantic_name} audio tokens; "
+                f"a {grammar.family}-family LLM has {grammar.semantic_count}"
+            )
         if grammar.global_pattern is None:
             global_ids = np.zeros(0, dtype=np.int64)
         else:
@@ -157,7 +187,7 @@ class TokenTable:
             kind[token_id] = marker_kind
         for array in (kind, index, global_ids, semantic_ids):
             array.flags.writeable = False
-        return cls(kind, index, global_ids, semantic_ids, marker_ids)
+        return cls(kind, index, global_ids, semantic_ids, marker_ids, grammar.family)
 
     @property
     def size(self) -> int:

@@ -1,5 +1,6 @@
 """Model packs: directories in the upstream layout (Spark-TTS-0.5B: `LLM/` + `BiCodec/`; the
-s3 family: `LLM/` + Chatterbox's `s3gen.safetensors`, see `tiny_s3.py`).
+s3 family: `LLM/` + Chatterbox's `s3gen.safetensors`, see `tiny_s3.py`; Orpheus: `LLM/` +
+`SNAC/`, see `tiny_orpheus.py`). Any of them may name its speakers (`speakers.py`).
 
 The embedded default is a tiny random pack in exactly that layout, written on first use, so
 the loading code that the default run and the tests exercise is the code that loads real
@@ -30,6 +31,7 @@ class HomeConfig:
 FAMILY_FILES = {
     "spark": ("LLM/config.json", "BiCodec/config.yaml"),
     "s3": ("LLM/config.json", "s3gen.safetensors"),
+    "orpheus": ("LLM/config.json", "SNAC/config.json"),
 }
 FAMILIES = tuple(FAMILY_FILES)
 
@@ -48,12 +50,17 @@ class Pack:
 
     @property
     def family(self) -> str:
-        """ "spark" (Spark-TTS: `BiCodec/`) or "s3" (S3 speech tokens: `s3gen.safetensors`)."""
+        """ "spark" (Spark-TTS: `BiCodec/`), "s3" (S3 speech tokens: `s3gen.safetensors`) or
+        "orpheus" (SNAC codes: `SNAC/`)."""
         if self.bicodec_dir.is_dir():
             return "spark"
         if (self.root / "s3gen.safetensors").is_file():
             return "s3"
-        raise ValueError(f"{self.root} is not a model pack: no BiCodec/ directory and no s3gen.safetensors")
+        if (self.root / "SNAC").is_dir():
+            return "orpheus"
+        raise ValueError(
+            f"{self.root} is not a model pack: no BiCodec/ or SNAC/ directory and no s3gen.safetensors"
+        )
 
     @property
     def voices_file(self) -> Path | None:
@@ -81,21 +88,34 @@ PACK_SIZES = ("tiny", "full")
 
 
 def write_random_pack(
-    root: Path, size: str = "tiny", seed: int = DEFAULT_PACK_SEED, family: str = "spark"
+    root: Path,
+    size: str = "tiny",
+    seed: int = DEFAULT_PACK_SEED,
+    family: str = "spark",
+    *,
+    speakers: bool = False,
 ) -> Pack:
     """Write a random pack of a family in its upstream layout (deterministic for a seed).
 
     "tiny" is CPU-sized (the spark one is the embedded default); "full" has the real models'
     dimensions (spark: Qwen2 0.5B in bfloat16 and the published BiCodec, about 1.2 GB) for
-    measuring speed on a GPU.
+    measuring speed on a GPU. ``speakers`` (spark only) writes a speaker-name fine-tune: 12 named
+    speakers and inline emotion tags.
     """
     if size not in PACK_SIZES:
         raise ValueError(f"size {size!r} is unknown; sizes: {', '.join(PACK_SIZES)}")
     if family not in FAMILIES:
         raise ValueError(f"family {family!r} is unknown; families: {', '.join(FAMILIES)}")
+    if speakers and family != "spark":
+        raise ValueError(f"speakers: only spark packs have a speaker-name variant, not {family}")
     full = size == "full"
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
+    if family == "orpheus":
+        from voxserve.packs.tiny_orpheus import write_orpheus_pack
+
+        write_orpheus_pack(root, seed, size)
+        return Pack.open(root)
     if family == "s3":
         from voxserve.packs.tiny_s3 import write_s3_pack
 
@@ -104,7 +124,12 @@ def write_random_pack(
     from voxserve.packs.tiny_bicodec import FULL_BICODEC_CONFIG, TINY_BICODEC_CONFIG, write_bicodec
     from voxserve.packs.tiny_llm import SPARK_0_5B_LLM, TINY_LLM, write_llm
 
-    write_llm(root / "LLM", seed, SPARK_0_5B_LLM if full else TINY_LLM)
+    if speakers:
+        from voxserve.packs.tiny_speakers import write_speaker_finetune
+
+        write_speaker_finetune(root, seed, SPARK_0_5B_LLM if full else TINY_LLM)
+    else:
+        write_llm(root / "LLM", seed, SPARK_0_5B_LLM if full else TINY_LLM)
     write_bicodec(root, seed, FULL_BICODEC_CONFIG if full else TINY_BICODEC_CONFIG)
     return Pack.open(root)
 

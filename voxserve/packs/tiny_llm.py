@@ -118,9 +118,11 @@ def s3_added_tokens() -> tuple[str, ...]:
     return (*(f"<|speech_{n}|>" for n in range(NUM_SPEECH_TOKENS)), *S3_CONTROL_TOKENS)
 
 
-def build_tiny_tokenizer(added_tokens: tuple[str, ...] | None = None) -> Tokenizer:
-    """Byte-level BPE with Qwen2's pipeline, trained on the embedded corpus, plus the family's
-    audio and control tokens (default: Spark's)."""
+def build_tiny_tokenizer(
+    added_tokens: tuple[str, ...] | None = None, special_tokens: tuple[str, ...] = QWEN_SPECIAL_TOKENS
+) -> Tokenizer:
+    """Byte-level BPE with Qwen2's pipeline, trained on the embedded corpus, plus the model's own
+    special tokens (default: Qwen2's) and the family's audio and control tokens (default: Spark's)."""
     tokenizer = Tokenizer(
         BPE(
             dropout=None,
@@ -151,7 +153,7 @@ def build_tiny_tokenizer(added_tokens: tuple[str, ...] | None = None) -> Tokeniz
 
     # Qwen2's own tokens are special; the Spark tokens are ordinary added tokens, as upstream, whose
     # inference decodes with skip_special_tokens=True and still finds the BiCodec tokens in the text.
-    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN_SPECIAL_TOKENS])
+    tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special_tokens])
     added = spark_added_tokens() if added_tokens is None else added_tokens
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
     return tokenizer
@@ -162,29 +164,85 @@ def write_tiny_llm(llm_dir: Path, seed: int) -> None:
     write_llm(llm_dir, seed, TINY_LLM)
 
 
-def write_llm(llm_dir: Path, seed: int, size: LlmSize, added_tokens: tuple[str, ...] | None = None) -> None:
+@dataclass(frozen=True)
+class LlmFlavour:
+    """What differs between the base models the families build on."""
+
+    architecture: str
+    model_type: str
+    special_tokens: tuple[str, ...]
+    bos_token: str | None
+    eos_token: str
+    pad_token: str
+    tokenizer_class: str
+    attention_bias: bool
+    rope_theta: float
+    rms_norm_eps: float
+
+
+QWEN2 = LlmFlavour(
+    "Qwen2ForCausalLM",
+    "qwen2",
+    QWEN_SPECIAL_TOKENS,
+    None,
+    IM_END,
+    ENDOFTEXT,
+    "Qwen2Tokenizer",
+    True,
+    1e6,
+    1e-6,
+)
+# Llama 3's own special tokens (Orpheus builds on Llama-3.2-3B).
+LLAMA3_SPECIAL_TOKENS = (
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+)
+LLAMA3 = LlmFlavour(
+    "LlamaForCausalLM",
+    "llama",
+    LLAMA3_SPECIAL_TOKENS,
+    "<|begin_of_text|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "PreTrainedTokenizerFast",
+    False,
+    5e5,
+    1e-5,
+)
+
+
+def write_llm(
+    llm_dir: Path,
+    seed: int,
+    size: LlmSize,
+    added_tokens: tuple[str, ...] | None = None,
+    flavour: LlmFlavour = QWEN2,
+) -> None:
     """Write the tokenizer, configs and random weights into ``llm_dir`` (created if missing).
 
-    The same seed, size and tokens give byte-identical files.
+    The same seed, size, tokens and flavour give byte-identical files.
     """
     llm_dir = Path(llm_dir)
     llm_dir.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = build_tiny_tokenizer(added_tokens)
+    tokenizer = build_tiny_tokenizer(added_tokens, flavour.special_tokens)
     tokenizer.save(str(llm_dir / "tokenizer.json"), pretty=True)
-    _write_json(llm_dir / "tokenizer_config.json", _tokenizer_config(tokenizer))
-    _write_json(
-        llm_dir / "special_tokens_map.json",
-        {"eos_token": _token_entry(IM_END), "pad_token": _token_entry(ENDOFTEXT)},
-    )
+    _write_json(llm_dir / "tokenizer_config.json", _tokenizer_config(tokenizer, flavour))
+    special_map = {"eos_token": _token_entry(flavour.eos_token), "pad_token": _token_entry(flavour.pad_token)}
+    if flavour.bos_token is not None:
+        special_map["bos_token"] = _token_entry(flavour.bos_token)
+    _write_json(llm_dir / "special_tokens_map.json", special_map)
 
-    config = _model_config(tokenizer, size)
+    config = _model_config(tokenizer, size, flavour)
     _write_json(llm_dir / "config.json", config)
     _write_json(
         llm_dir / "generation_config.json",
         {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]},
     )
-    weights = _random_weights(config, seed)
+    weights = _random_weights(config, seed, flavour.attention_bias)
     if size.dtype == "float32":
         save_numpy(weights, str(llm_dir / "model.safetensors"), metadata={"format": "pt"})
     else:
@@ -193,35 +251,44 @@ def write_llm(llm_dir: Path, seed: int, size: LlmSize, added_tokens: tuple[str, 
         save_torch(tensors, str(llm_dir / "model.safetensors"), metadata={"format": "pt"})
 
 
-def _model_config(tokenizer: Tokenizer, size: LlmSize) -> dict[str, Any]:
+def _model_config(tokenizer: Tokenizer, size: LlmSize, flavour: LlmFlavour) -> dict[str, Any]:
     vocab_size = size.vocab_size or -(-tokenizer.get_vocab_size() // VOCAB_MULTIPLE) * VOCAB_MULTIPLE
-    return {
-        "architectures": ["Qwen2ForCausalLM"],
+    common = {
+        "architectures": [flavour.architecture],
         "attention_dropout": 0.0,
-        "bos_token_id": _token_id(tokenizer, ENDOFTEXT),
-        "eos_token_id": _token_id(tokenizer, IM_END),
+        "bos_token_id": _token_id(tokenizer, flavour.bos_token or ENDOFTEXT),
+        "eos_token_id": _token_id(tokenizer, flavour.eos_token),
         "hidden_act": "silu",
         "hidden_size": size.hidden_size,
         "initializer_range": INIT_STD,
         "intermediate_size": size.intermediate_size,
         "max_position_embeddings": MAX_POSITIONS,
-        "max_window_layers": size.num_layers,
-        "model_type": "qwen2",
+        "model_type": flavour.model_type,
         "num_attention_heads": size.num_attention_heads,
         "num_hidden_layers": size.num_layers,
         "num_key_value_heads": size.num_kv_heads,
-        "rms_norm_eps": 1e-06,
-        "rope_theta": 1000000.0,
-        "sliding_window": MAX_POSITIONS,
+        "rms_norm_eps": flavour.rms_norm_eps,
+        "rope_theta": flavour.rope_theta,
         "tie_word_embeddings": True,
         "torch_dtype": size.dtype,
         "use_cache": True,
-        "use_sliding_window": False,
         "vocab_size": vocab_size,
+    }
+    if flavour.model_type == "qwen2":
+        return common | {
+            "max_window_layers": size.num_layers,
+            "sliding_window": MAX_POSITIONS,
+            "use_sliding_window": False,
+        }
+    return common | {
+        "attention_bias": False,
+        "head_dim": size.hidden_size // size.num_attention_heads,
+        "mlp_bias": False,
+        "pretraining_tp": 1,
     }
 
 
-def _random_weights(config: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
+def _random_weights(config: dict[str, Any], seed: int, attention_bias: bool = True) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
     hidden = config["hidden_size"]
     head_dim = hidden // config["num_attention_heads"]
@@ -239,13 +306,11 @@ def _random_weights(config: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
     weights = {"model.embed_tokens.weight": normal(config["vocab_size"], hidden)}
     for layer in range(config["num_hidden_layers"]):
         prefix = f"model.layers.{layer}"
+        for name, rows in (("q_proj", q_dim), ("k_proj", kv_dim), ("v_proj", kv_dim)):
+            weights[f"{prefix}.self_attn.{name}.weight"] = normal(rows, hidden)
+            if attention_bias:
+                weights[f"{prefix}.self_attn.{name}.bias"] = normal(rows)
         weights |= {
-            f"{prefix}.self_attn.q_proj.weight": normal(q_dim, hidden),
-            f"{prefix}.self_attn.q_proj.bias": normal(q_dim),
-            f"{prefix}.self_attn.k_proj.weight": normal(kv_dim, hidden),
-            f"{prefix}.self_attn.k_proj.bias": normal(kv_dim),
-            f"{prefix}.self_attn.v_proj.weight": normal(kv_dim, hidden),
-            f"{prefix}.self_attn.v_proj.bias": normal(kv_dim),
             f"{prefix}.self_attn.o_proj.weight": normal(hidden, q_dim),
             f"{prefix}.mlp.gate_proj.weight": normal(ffn, hidden),
             f"{prefix}.mlp.up_proj.weight": normal(ffn, hidden),
@@ -257,20 +322,20 @@ def _random_weights(config: dict[str, Any], seed: int) -> dict[str, np.ndarray]:
     return weights
 
 
-def _tokenizer_config(tokenizer: Tokenizer) -> dict[str, Any]:
+def _tokenizer_config(tokenizer: Tokenizer, flavour: LlmFlavour) -> dict[str, Any]:
     added = sorted(tokenizer.get_added_tokens_decoder().items())
     return {
         "add_bos_token": False,
         "add_prefix_space": False,
         "added_tokens_decoder": {str(i): _token_entry(t.content, t.special) for i, t in added},
-        "bos_token": None,
+        "bos_token": flavour.bos_token,
         "clean_up_tokenization_spaces": False,
-        "eos_token": IM_END,
+        "eos_token": flavour.eos_token,
         "errors": "replace",
         "model_max_length": MAX_POSITIONS,
-        "pad_token": ENDOFTEXT,
+        "pad_token": flavour.pad_token,
         "split_special_tokens": False,
-        "tokenizer_class": "Qwen2Tokenizer",
+        "tokenizer_class": flavour.tokenizer_class,
         "unk_token": None,
     }
 

@@ -44,16 +44,26 @@ class VoiceStyle(_message.Message):
     def __init__(self, gender: _Optional[_Union[VoiceStyle.Gender, str]] = ..., pitch: _Optional[int] = ..., speed: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("text", "global_tokens", "style", "sampling")
+    __slots__ = ("text", "global_tokens", "style", "speaker", "sampling")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     STYLE_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     text: str
     global_tokens: GlobalTokens
     style: VoiceStyle
+    speaker: Speaker
     sampling: SamplingParams
-    def __init__(self, text: _Optional[str] = ..., global_tokens: _Optional[_Union[GlobalTokens, _Mapping]] = ..., style: _Optional[_Union[VoiceStyle, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ...) -> None: ...
+    def __init__(self, text: _Optional[str] = ..., global_tokens: _Optional[_Union[GlobalTokens, _Mapping]] = ..., style: _Optional[_Union[VoiceStyle, _Mapping]] = ..., speaker: _Optional[_Union[Speaker, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ...) -> None: ...
+
+class Speaker(_message.Message):
+    __slots__ = ("name", "global_ids")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    global_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., global_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class GlobalTokens(_message.Message):
     __slots__ = ("ids",)

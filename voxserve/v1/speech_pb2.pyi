@@ -148,20 +148,22 @@ class ListVoicesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Voice(_message.Message):
-    __slots__ = ("id", "family", "sample_rate", "description", "controllable", "pack")
+    __slots__ = ("id", "family", "sample_rate", "description", "controllable", "pack", "speaker")
     ID_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CONTROLLABLE_FIELD_NUMBER: _ClassVar[int]
     PACK_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
     id: str
     family: str
     sample_rate: int
     description: str
     controllable: bool
     pack: str
-    def __init__(self, id: _Optional[str] = ..., family: _Optional[str] = ..., sample_rate: _Optional[int] = ..., description: _Optional[str] = ..., controllable: _Optional[bool] = ..., pack: _Optional[str] = ...) -> None: ...
+    speaker: str
+    def __init__(self, id: _Optional[str] = ..., family: _Optional[str] = ..., sample_rate: _Optional[int] = ..., description: _Optional[str] = ..., controllable: _Optional[bool] = ..., pack: _Optional[str] = ..., speaker: _Optional[str] = ...) -> None: ...
 
 class ListVoicesResponse(_message.Message):
     __slots__ = ("voices",)

@@ -14,6 +14,7 @@ from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.base import Codec
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec
+from voxserve.vocoder.codecs.snac.codec import SnacCodec
 from voxserve.vocoder.config import PREFIX, VocoderConfig
 from voxserve.vocoder.load_meter import HostCpuLoad
 from voxserve.vocoder.receptive_field import measure_context
@@ -33,17 +34,28 @@ def build_codec(config: VocoderConfig) -> Codec:
     pack = resolve_pack(config.pack)
     if pack.family == "s3":
         return S3GenCodec.from_pack(pack.root, device=config.device, dtype=DTYPES[config.dtype])
+    if pack.family == "orpheus":
+        return SnacCodec.from_pack(pack.root, device=config.device, dtype=DTYPES[config.dtype])
     return BiCodec.from_pack(pack.root, device=config.device, dtype=DTYPES[config.dtype])
 
 
+# First and largest chunk in tokens when the config leaves them 0: about 200 ms and 1.6 s of
+# audio for BiCodec (20 ms tokens), 400 ms and 3.2 s for S3Gen (40 ms), 171 ms and 1 s for SNAC
+# (85 ms Orpheus frames).
+DEFAULT_CHUNK_TOKENS = {"bicodec": (10, 80), "s3gen": (10, 80), "snac": (2, 12)}
+
+
 def chunk_policy(config: VocoderConfig, codec: Codec) -> ChunkPolicy:
-    """Chunk sizes from the config; context from the config or the codec.
+    """Chunk sizes from the config or the codec's defaults; context from the config or the codec.
 
     BiCodec is stateless: its context on both sides is measured from the weights (or set). S3Gen
     carries its state across chunks; its lookahead is the flow's own, and its left context is
-    the flow context of each window.
+    the flow context of each window. SNAC is stateless too; its context on both sides is its
+    decoder's reach, measured at load by changing one frame.
     """
-    if isinstance(codec, S3GenCodec):
+    if isinstance(codec, SnacCodec):
+        left = lookahead = config.context_tokens or codec.receptive_field_tokens
+    elif isinstance(codec, S3GenCodec):
         left = config.context_tokens or codec.left_context_tokens
         lookahead = codec.lookahead_tokens
     elif isinstance(codec, BiCodec):
@@ -60,9 +72,10 @@ def chunk_policy(config: VocoderConfig, codec: Codec) -> ChunkPolicy:
         lookahead = left
     else:
         raise TypeError(f"no chunk policy for codec {codec.name!r}")
+    first, largest = DEFAULT_CHUNK_TOKENS[codec.name]
     return ChunkPolicy(
-        first_chunk_tokens=config.first_chunk_tokens,
-        max_chunk_tokens=config.max_chunk_tokens,
+        first_chunk_tokens=config.first_chunk_tokens or first,
+        max_chunk_tokens=config.max_chunk_tokens or largest,
         left_context_tokens=left,
         lookahead_tokens=lookahead,
     )

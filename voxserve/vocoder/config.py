@@ -20,17 +20,20 @@ class VocoderConfig:
     device: str = setting("cpu", "Torch device for decoding, e.g. cpu or cuda:0")
     dtype: str = setting("float32", "Decode dtype: float32, float16 or bfloat16")
     first_chunk_tokens: int = setting(
-        10, "Tokens in a stream's first chunk, and in every chunk while the device is idle"
+        0,
+        "Tokens in a stream's first chunk, and in every chunk while the device is idle; 0 picks by "
+        "codec: BiCodec 10 (200 ms), S3Gen 10 (400 ms), SNAC 2 Orpheus frames (171 ms)",
     )
     max_chunk_tokens: int = setting(
-        80,
+        0,
         "Largest chunk: chunks grow toward it (first x 2^k) as the device gets busy, never beyond "
-        "the audio the client still holds",
+        "the audio the client still holds; 0 picks by codec: BiCodec and S3Gen 80, SNAC 12",
     )
     context_tokens: int = setting(
         0,
         "BiCodec: left context and lookahead in tokens, 0 measures the receptive field at start-up; "
-        "S3Gen: the flow's left context in tokens, 0 means 25 (its lookahead is the model's 3)",
+        "S3Gen: the flow's left context in tokens, 0 means 25 (its lookahead is the model's 3); "
+        "SNAC: context on both sides in frames, 0 means the decoder's measured reach",
     )
     context_tolerance: float = setting(
         5e-5,
@@ -38,7 +41,9 @@ class VocoderConfig:
         "twice it bounds the difference between any two chunkings of a stream (batched or alone)",
     )
     max_stream_tokens: int = setting(
-        90000, "Most tokens one Decode stream may carry (90000 = 30 minutes of BiCodec, 60 of S3Gen)"
+        90000,
+        "Most tokens one Decode stream may carry (90000 = 30 minutes of BiCodec, 60 of S3Gen, "
+        "128 of SNAC frames)",
     )
     max_streams: int = setting(
         128, "Most Decode streams at once; a stream beyond it is refused with RESOURCE_EXHAUSTED"
