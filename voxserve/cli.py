@@ -345,7 +345,10 @@ def parser() -> argparse.ArgumentParser:
         )
         sp.add_argument("--voice", default="default")
         sp.add_argument(
-            "--max-tokens", type=int, default=None, help="cap on speech tokens (spark: 50 per second, s3: 25, orpheus: 82, 7 per SNAC frame)"
+            "--max-tokens",
+            type=int,
+            default=None,
+            help="cap on speech tokens (spark: 50 per second, s3: 25, orpheus: 82, 7 per SNAC frame)",
         )
         sp.set_defaults(func=cmd_say if name == "say" else cmd_demo)
 

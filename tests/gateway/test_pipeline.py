@@ -135,3 +135,55 @@ async def test_a_failure_that_is_no_status_ends_the_segment_instead_of_hanging_i
     )
     with pytest.raises(AttributeError):
         await asyncio.wait_for(anext(segment), 10)
+
+
+class OrpheusGenerator:
+    """Sends no voice (it is in the prompt): two SNAC frames of 7 codes, then the result."""
+
+    def Generate(self, request: Any, **kwargs: Any) -> Any:
+        class Call:
+            def cancel(self) -> None:
+                pass
+
+            async def __aiter__(self) -> AsyncIterator[generator_pb2.TokenFrame]:
+                yield generator_pb2.TokenFrame(semantic_ids=list(range(14)))
+                yield generator_pb2.TokenFrame(result=generator_pb2.GenerateResult(semantic_tokens=14))
+
+        return Call()
+
+
+class RecordingVocoder(Vocoder):
+    def __init__(self) -> None:
+        self.calls: list[VocoderCall] = []
+        self.starts: list[vocoder_pb2.DecodeStart] = []
+
+    def Decode(self, **kwargs: Any) -> VocoderCall:
+        call = VocoderCall()
+        write = call.write
+
+        async def recording(message: vocoder_pb2.DecodeRequest) -> None:
+            if message.HasField("start"):
+                self.starts.append(message.start)
+            await write(message)
+
+        call.write = recording  # type: ignore[method-assign]
+        self.calls.append(call)
+        return call
+
+
+async def test_a_snac_stream_opens_without_a_voice_and_counts_frames_not_codes() -> None:
+    vocoder = RecordingVocoder()
+    stats = SegmentStats()
+    segment = run_segment(
+        Replicas([OrpheusGenerator()]),
+        Replicas([vocoder]),
+        generator_pb2.GenerateRequest(text="x"),
+        codec="snac",
+        seed=4,
+        stats=stats,
+    )
+    chunks = [chunk async for chunk in segment]
+    assert [(s.codec, list(s.global_ids), s.seed) for s in vocoder.starts] == [("snac", [], 4)]
+    assert vocoder.calls[0].tokens == 14 and len(chunks) == 1
+    # The stitcher multiplies this by 2048 samples: it must count SNAC frames.
+    assert stats.tokens_forwarded == 2 and stats.result.semantic_tokens == 14

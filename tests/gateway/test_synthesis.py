@@ -16,7 +16,7 @@ import pytest
 from voxserve.gateway.config import load
 from voxserve.gateway.pipeline import SegmentStats, UpstreamError
 from voxserve.gateway.synthesis import Synthesis
-from voxserve.gateway.voices import VoiceRegistry
+from voxserve.gateway.voices import Voice, VoiceRegistry
 from voxserve.v1 import generator_pb2, speech_pb2, vocoder_pb2
 
 CAPTURED_IDS = tuple(range(100, 132))
@@ -60,9 +60,10 @@ class ScriptedRunner:
         self.most_running = max(self.most_running, self.running)
         try:
             await asyncio.sleep(self.delay)
-            given = tuple(request.global_tokens.ids)
-            stats.global_ids = given or CAPTURED_IDS
-            stats.voice_known.set()
+            given = tuple(request.global_tokens.ids) or tuple(request.speaker.global_ids)
+            if codec == "bicodec":
+                stats.global_ids = given or CAPTURED_IDS
+                stats.voice_known.set()
             if self.generated_after_chunk is None:
                 stats.generated.set()  # generation ends early; decoding goes on
             for k in range(self.chunks):
@@ -71,7 +72,8 @@ class ScriptedRunner:
                 # Later segments are faster, so their audio is ready before earlier segments finish.
                 await asyncio.sleep(self.delay / (index + 1))
                 pcm = np.full(320, index * 10 + k, np.float32)
-                yield vocoder_pb2.AudioChunk(pcm_f32=pcm.tobytes(), sample_rate=16000, sample_offset=320 * k)
+                rate = 16000 if codec == "bicodec" else 24000
+                yield vocoder_pb2.AudioChunk(pcm_f32=pcm.tobytes(), sample_rate=rate, sample_offset=320 * k)
                 if k == self.generated_after_chunk:
                     self.events.append(("generated", index))
                     stats.generated.set()
@@ -123,6 +125,29 @@ async def test_fixed_voice_is_prefilled_from_the_start() -> None:
     await collect(synth, "One.", "Two.")
     assert synth.voice.global_ids is not None
     assert all(tuple(r.global_tokens.ids) == synth.voice.global_ids for r in runner.requests)
+
+
+async def test_a_named_speakers_voice_is_captured_from_the_first_segment() -> None:
+    runner = ScriptedRunner()
+    voice = Voice("meera", "", family="spark", speaker="meera")
+    synth = Synthesis(runner, voice, speech_pb2.SynthesizeRequest(voice="meera"), load(crossfade_ms=0.0))
+    await collect(synth, "नमस्ते <laugh>", "आप कैसे हैं?", "ठीक है।")
+    first, *later = runner.requests
+    assert first.WhichOneof("voice") == "speaker" and first.speaker.name == "meera"
+    assert not first.speaker.global_ids and first.text == "नमस्ते <laugh>"
+    assert all(r.speaker.name == "meera" and tuple(r.speaker.global_ids) == CAPTURED_IDS for r in later)
+
+
+async def test_an_orpheus_voice_names_its_speaker_in_every_segment_and_waits_for_no_globals() -> None:
+    runner = ScriptedRunner()
+    voice = Voice("leo", "", family="orpheus", speaker="leo")
+    synth = Synthesis(runner, voice, speech_pb2.SynthesizeRequest(voice="leo"), load(crossfade_ms=0.0))
+    assert synth.sample_rate == 24000 and synth.samples_per_token == 2048
+    await collect(synth, "One.", "Two.", "Three.")
+    assert [(r.speaker.name, list(r.speaker.global_ids)) for r in runner.requests] == [("leo", [])] * 3
+    # A runaway cap in generator tokens: 7 codes per 85.3 ms frame.
+    seconds = load().min_max_seconds
+    assert synth.default_max_tokens("Hi.") == min(load().max_tokens, -(-seconds * 7 * 24000 // 2048))
 
 
 @pytest.mark.parametrize("in_flight", [1, 2, 3])

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from voxserve.generator.prompts import GLOBAL_TOKENS_PER_VOICE, SparkPromptBuilder
+from voxserve.generator.prompts import GLOBAL_TOKENS_PER_VOICE, SparkPromptBuilder, orpheus_prompt
 
 GLOBALS = [4095, 0, *range(100, 130)]
 GLOBAL_BLOCK = (
@@ -110,3 +110,23 @@ def test_unusable_text_is_refused(builder: SparkPromptBuilder, text: str) -> Non
 def test_text_must_be_a_string(builder: SparkPromptBuilder) -> None:
     with pytest.raises(TypeError, match="text must be a str"):
         builder.fixed_voice(b"Hi.", GLOBALS)  # type: ignore[arg-type]
+
+
+def test_the_orpheus_prompt_is_upstreams_human_turn_then_the_start_of_speech() -> None:
+    assert orpheus_prompt("Hi <laugh> there.", "tara") == (
+        "<custom_token_3><|begin_of_text|>tara: Hi <laugh> there.<|eot_id|>"
+        "<custom_token_4><custom_token_5><custom_token_1>"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "voice", "match"),
+    [
+        ("say <custom_token_2> now", "tara", "special-token markup such as '<custom_token_2>'"),
+        ("hi", "ta<|eot_id|>ra", "speaker name"),
+        ("  ", "tara", "text must not be empty"),
+    ],
+)
+def test_the_orpheus_prompt_refuses_markup(text: str, voice: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        orpheus_prompt(text, voice)

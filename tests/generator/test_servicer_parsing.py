@@ -9,7 +9,13 @@ import pytest
 
 from voxserve.common.status import InvalidArgument
 from voxserve.generator.engine import NUM_GLOBAL_TOKENS, Frame, GenerationResult, Sampling, Style
-from voxserve.generator.servicer import frame_to_proto, parse_global_ids, parse_sampling, parse_style
+from voxserve.generator.servicer import (
+    frame_to_proto,
+    parse_generate_request,
+    parse_global_ids,
+    parse_sampling,
+    parse_style,
+)
 from voxserve.v1 import generator_pb2
 
 SP = generator_pb2.SamplingParams
@@ -217,3 +223,48 @@ def test_frame_to_proto_maps_finish_reason(reason: str, expected: int) -> None:
     )
     assert list(msg.semantic_ids) == [9]
     assert list(msg.global_ids) == []
+
+
+def _speaker_request(name: str, ids: list[int] | None = None) -> generator_pb2.GenerateRequest:
+    return generator_pb2.GenerateRequest(
+        text="hi", speaker=generator_pb2.Speaker(name=name, global_ids=ids or [])
+    )
+
+
+def test_a_speaker_is_parsed_with_its_prefilled_globals() -> None:
+    args = parse_generate_request(
+        _speaker_request("kabir", list(range(32))), max_text_chars=100, max_tokens=100, num_global=4096
+    )
+    assert args["speaker"].name == "kabir" and args["speaker"].global_ids == tuple(range(32))
+    assert args["global_ids"] is None and args["style"] is None
+
+
+@pytest.mark.parametrize(
+    ("request_", "family", "match"),
+    [
+        (_speaker_request("kabir", [1] * 31), "spark", r"speaker.global_ids has 31 ids; exactly 32"),
+        (
+            _speaker_request("kabir", [1] * 31 + [4096]),
+            "spark",
+            r"speaker.global_ids\[31\]=4096 is out of range",
+        ),
+        (_speaker_request("ta:ra"), "spark", "speaker.name: speaker name 'ta:ra' must not hold"),
+        (_speaker_request(""), "orpheus", "speaker.name: speaker name is empty"),
+        (
+            _speaker_request("tara", [1] * 32),
+            "orpheus",
+            "speaker.global_ids is not accepted: the orpheus family",
+        ),
+        (
+            generator_pb2.GenerateRequest(text="hi", style=generator_pb2.VoiceStyle()),
+            "orpheus",
+            "style is not accepted: this generator's pack \\(orpheus family\\) takes a speaker name",
+        ),
+        (_speaker_request("tara"), "s3", "speaker is not accepted: .*s3 family"),
+    ],
+)
+def test_bad_speakers_are_refused_naming_the_field(
+    request_: generator_pb2.GenerateRequest, family: str, match: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        parse_generate_request(request_, max_text_chars=100, max_tokens=100, num_global=4096, family=family)

@@ -93,7 +93,7 @@ def parse_speaker(msg: generator_pb2.Speaker, family: str, num_global: int) -> S
     if msg.global_ids:
         _check(
             family == "spark",
-            f"speaker.global_ids is not accepted: a {family} pack's voice is its speaker name alone",
+            f"speaker.global_ids is not accepted: the {family} family's voice is its speaker name alone",
         )
         ids = parse_global_ids(list(msg.global_ids), num_global, "speaker.global_ids")
     return Speaker(msg.name, tuple(ids))
