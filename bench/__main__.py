@@ -5,6 +5,7 @@ python -m bench run --concurrency 1,2,4 --systems voxserve --max-tokens 100
 python -m bench vocoder --concurrency 1,8,16,32,64      # the vocoder tier alone, tokens paced at 2x
 python -m bench scaling                                 # vocoder compute per audio second, 5 s vs 60 s
 python -m bench s3gen                                   # S3Gen streamed vs offline vs prefix re-run
+python -m bench snac                                    # SNAC streamed vs offline vs the Orpheus loop
 python -m bench long-text                               # 2,000 characters: pipelined segments vs not
 python -m bench faults leak                             # 1,000 randomly cancelled streams: nothing left live
 python -m bench faults overload --seconds 60            # 2x the gateway's limit: refusals, admitted stalls
@@ -76,6 +77,27 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     from bench.scaling import run_scaling
 
     print(json.dumps(run_scaling(_pack(args.pack).root, repeats=args.repeats), indent=2))
+    return 0
+
+
+def cmd_snac(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from bench.snac_stream import run_snac_stream
+    from voxserve.packs.pack import Pack, write_random_pack
+
+    with tempfile.TemporaryDirectory() as scratch:
+        pack = (
+            Pack.open(args.pack) if args.pack else write_random_pack(Path(scratch), "tiny", family="orpheus")
+        )
+        if pack.family != "orpheus":
+            print(
+                f"error: {pack.root} is a {pack.family} pack; this benchmark needs an orpheus pack",
+                file=sys.stderr,
+            )
+            return 2
+        durations = tuple(float(d) for d in args.durations.split(","))
+        print(json.dumps(run_snac_stream(pack.root, Path(args.out), durations), indent=2))
     return 0
 
 
@@ -189,6 +211,14 @@ def parser() -> argparse.ArgumentParser:
     s3.add_argument("--durations", default="5,60", help="utterance lengths in seconds")
     s3.add_argument("--out", default=str(DEFAULT_OUT))
     s3.set_defaults(func=cmd_s3gen)
+
+    sn = sub.add_parser(
+        "snac", help="SNAC (Orpheus) streaming: exact samples, closeness to offline, vs the reference loop"
+    )
+    sn.add_argument("--pack", type=Path, default=None, help="an orpheus pack; default: a tiny random one")
+    sn.add_argument("--durations", default="5,30", help="utterance lengths in seconds")
+    sn.add_argument("--out", default=str(DEFAULT_OUT))
+    sn.set_defaults(func=cmd_snac)
 
     lt = sub.add_parser("long-text", help="a long text: pipelined segments vs sequential vs whole segments")
     lt.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")

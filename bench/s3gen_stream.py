@@ -22,12 +22,14 @@ from pathlib import Path
 
 import torch
 
-from voxserve.vocoder.batch import Batch
+from bench.streamed import StreamedDecode, seam_jumps, snr_db, stream_in_chunks
 from voxserve.vocoder.codecs.base import VoiceConditioning
 from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec
 from voxserve.vocoder.codecs.s3gen.offline import decode_offline
 from voxserve.vocoder.codecs.s3gen.voice import S3Voice
-from voxserve.vocoder.stream import ChunkPolicy, DecodeStream
+from voxserve.vocoder.stream import ChunkPolicy
+
+__all__ = ["StreamedDecode", "decode_in_chunks", "run_s3gen_stream", "seam_jumps", "snr_db"]
 
 TOKENS_PER_SECOND = 25
 # Left context large enough that every window starts at the utterance's first token.
@@ -42,60 +44,11 @@ def voice_conditioning(voice: S3Voice) -> VoiceConditioning:
     )
 
 
-@dataclass
-class StreamedDecode:
-    chunks: list[torch.Tensor]
-    seconds: list[float]
-    """Decode time of each chunk."""
-
-    @property
-    def audio(self) -> torch.Tensor:
-        return torch.cat(self.chunks) if self.chunks else torch.zeros(0)
-
-
 def decode_in_chunks(
     codec: S3GenCodec, voice: S3Voice, tokens: list[int], seed: int, policy: ChunkPolicy
 ) -> StreamedDecode:
-    """Decode `tokens` as the vocoder streams them when all have arrived: chunks climb the
-    policy's ladder (first size, doubling up to the largest), then End releases the rest."""
-    conditioning = codec.condition(voice_conditioning(voice))
-    stream = DecodeStream(
-        conditioning, codec.samples_per_token, codec.sample_rate, state=codec.open_stream(conditioning, seed)
-    )
-    stream.append(tokens)
-    ladder = iter(policy.sizes)
-    size = next(ladder)
-    out = StreamedDecode([], [])
-    while not stream.finished:
-        window = stream.next_window(policy, size)
-        if window is None:
-            stream.end()
-            continue
-        started = time.perf_counter()
-        [samples] = codec.decode_windows(Batch.from_requests([window], {stream.id: stream}).rows)
-        out.seconds.append(time.perf_counter() - started)
-        out.chunks.append(samples)
-        stream.deliver(window, samples, 0.0)
-        size = next(ladder, policy.max_chunk_tokens)
-    return out
-
-
-def snr_db(reference: torch.Tensor, other: torch.Tensor) -> float:
-    noise = (other.double() - reference.double()).pow(2).sum()
-    return float(10 * torch.log10(reference.double().pow(2).sum() / noise)) if noise > 0 else float("inf")
-
-
-def seam_jumps(chunks: list[torch.Tensor]) -> tuple[float, float]:
-    """Largest |x[n+1] - x[n]| across chunk seams, and inside chunks."""
-    audio = torch.cat(chunks)
-    jumps = (audio[1:] - audio[:-1]).abs()
-    seams = torch.tensor(
-        [int(n) - 1 for n in torch.cumsum(torch.tensor([c.numel() for c in chunks]), 0)[:-1]]
-    )
-    inside = jumps.clone()
-    if seams.numel():
-        inside[seams] = 0
-    return (float(jumps[seams].max()) if seams.numel() else 0.0), float(inside.max())
+    """Decode `tokens` in `voice` as the vocoder streams them (see `stream_in_chunks`)."""
+    return stream_in_chunks(codec, codec.condition(voice_conditioning(voice)), tokens, seed, policy)
 
 
 @dataclass(frozen=True)

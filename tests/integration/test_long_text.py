@@ -216,7 +216,7 @@ def test_streamed_text_starts_speaking_before_the_input_ends(gateway: str) -> No
         last_sent.append(time.monotonic() - started)
         yield deltas[-1]
 
-    result = synthesize_stream(gateway, timed(), sampling=sampling(20), delay_seconds=0.01)
+    result = synthesize_stream(gateway, timed(), sampling=sampling(20), delay_seconds=0.05)
     summary = result.summary
     assert summary.segments == 3
     # The first sentence is complete at the 9th of 24 deltas; its segment starts long before the
