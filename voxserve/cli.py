@@ -196,20 +196,29 @@ def cmd_voices(args: argparse.Namespace) -> int:
                 "sample_rate": v.sample_rate,
                 "pack": v.pack,
                 "controllable": v.controllable,
+                "speaker": v.speaker,
                 "description": v.description,
             }
             for v in voices
         ]
         print(json.dumps(rows, indent=2))
         return 0
-    header = ("ID", "FAMILY", "RATE", "PACK", "STYLE", "DESCRIPTION")
+    header = ("ID", "FAMILY", "RATE", "PACK", "STYLE", "SPEAKER", "DESCRIPTION")
     rows_text = [
-        (v.id, v.family, str(v.sample_rate), v.pack or "-", "yes" if v.controllable else "no", v.description)
+        (
+            v.id,
+            v.family,
+            str(v.sample_rate),
+            v.pack or "-",
+            "yes" if v.controllable else "no",
+            v.speaker or "-",
+            v.description,
+        )
         for v in voices
     ]
-    widths = [max(len(r[i]) for r in [header, *rows_text]) for i in range(5)]
+    widths = [max(len(r[i]) for r in [header, *rows_text]) for i in range(6)]
     for row in [header, *rows_text]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[5])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)) + "  " + row[6])
     return 0
 
 
