@@ -5,6 +5,7 @@ and the last two included), and a streamed decode that matches the offline one."
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 
 import grpc
@@ -12,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.vocoder.helpers import refused, serving
+from tests.vocoder.helpers import RecordingCodec, refused, serving, stream_through
 from tests.vocoder.test_servicer import END, decode_chunks, frame
 from voxserve.packs.tiny_snac import write_snac
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.base import CodecInputError, VoiceConditioning
 from voxserve.vocoder.codecs.snac import SnacCodec
+from voxserve.vocoder.scheduler import Scheduler
 from voxserve.vocoder.stream import ChunkPolicy
 
 SEED = 11
@@ -118,3 +120,39 @@ def test_one_frame_of_context_is_too_little(codec: SnacCodec) -> None:
     short = (middle_with(1) - reference).abs().max()
     assert exact <= 1e-5 < short
     assert short > 100 * max(float(exact), 1e-7)
+
+
+async def test_concurrent_streams_are_batched_and_each_matches_its_own_offline_decode(
+    codec: SnacCodec,
+) -> None:
+    """12 streams of different lengths and start times through one scheduler: forwards are shared,
+    and every stream is still its own offline decode (noise seed 0, the scheduler's default)."""
+    rng = random.Random(5)
+    counts = [rng.randrange(4, 30) for _ in range(12)]
+    recording = RecordingCodec(codec)  # type: ignore[arg-type]
+    context = codec.receptive_field_tokens
+    scheduler = Scheduler(recording, ChunkPolicy(2, 8, context, context))  # type: ignore[arg-type]
+    frames = [random_frames(n, seed=100 + i) for i, n in enumerate(counts)]
+    scheduler.start()
+    try:
+        streamed = await asyncio.gather(
+            *(
+                stream_through(
+                    scheduler,
+                    VoiceConditioning(),
+                    [tuple(f.tolist()) for f in stream_frames],
+                    2,
+                    random.Random(i),
+                    start_delay=rng.random() * 0.2,
+                )
+                for i, stream_frames in enumerate(frames)
+            )
+        )
+    finally:
+        await scheduler.stop()
+    assert max(recording.batch_sizes) > 1, "windows of several streams share a forward"
+    for stream_frames, chunks in zip(frames, streamed, strict=True):
+        audio = torch.cat([c.samples for c in chunks]).numpy()
+        offline = codec.decode(stream_frames.unsqueeze(0), [0], [0])[0].numpy()
+        assert audio.size == offline.size == 2048 * len(stream_frames)
+        assert np.abs(audio - offline).max() <= 1e-5
