@@ -3,6 +3,7 @@ Llama writing SNAC codes held to their frame positions, SNAC decoding them as th
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import wave
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 from tests.conftest import running_stack
+from tests.integration.test_grpcurl import grpcurl
 from voxserve.client import synthesize
 from voxserve.packs.pack import Pack, write_random_pack
 from voxserve.packs.tiny_orpheus import ORPHEUS_VOICES
@@ -116,3 +118,12 @@ def test_voxserve_say_writes_24_khz_wav(orpheus_stack: LocalStack, tmp_path: Pat
     with wave.open(str(out)) as audio:
         assert audio.getframerate() == 24000 and audio.getnframes() % FRAME_SAMPLES == 0
         assert 0 < audio.getnframes() <= 5 * FRAME_SAMPLES
+
+
+def test_grpcurl_drives_the_orpheus_generator_by_speaker_name(orpheus_stack: LocalStack) -> None:
+    body = '{"text": "Hi <laugh>.", "speaker": {"name": "tara"}, "sampling": {"max_tokens": 28}}'
+    out = grpcurl("-d", body, orpheus_stack.ports.address("generator"), "voxserve.v1.Generator/Generate")
+    frames = [json.loads(chunk) for chunk in out.replace("}\n{", "}\x00{").split("\x00")]
+    codes = [c for f in frames for c in f.get("semantic_ids", [])]
+    assert len(codes) == 28 and all(len(f.get("semantic_ids", [])) % 7 == 0 for f in frames)
+    assert frames[-1]["result"]["semantic_tokens"] == 28
