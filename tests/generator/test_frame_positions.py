@@ -38,6 +38,15 @@ def test_each_position_allows_its_own_codes_and_the_end_only_between_frames() ->
     assert seen == [{10, 11, 12, 13, 2, 3}, {14, 15, 16, 17}, {18, 19, 20, 21}, {10, 11, 12, 13, 2, 3}]
 
 
+def test_rows_of_different_layouts_in_one_batch_each_get_their_own_mask() -> None:
+    other = FrameLayout(first_id=0, codes=2, positions=2, end_ids=(23,))
+    lp = processor()
+    added = [(0, params(), [1], [0, 0, 0]), (1, params(other), [1], [0])]
+    lp.update_state(BatchUpdate(batch_size=2, removed=[], added=added, moved=[]))
+    logits = lp.apply(torch.zeros(2, VOCAB))
+    assert allowed(logits, 0) == {10, 11, 12, 13, 2, 3} and allowed(logits, 1) == {2, 3}
+
+
 def test_the_kept_logits_are_unchanged() -> None:
     lp = processor()
     lp.update_state(BatchUpdate(batch_size=1, removed=[], added=[(0, params(), [1], [0])], moved=[]))
@@ -72,5 +81,3 @@ def test_a_bad_layout_is_refused_at_the_engine_boundary() -> None:
 def test_the_layout_round_trips_through_sampling_params() -> None:
     assert FrameLayout.from_params(params()) == LAYOUT
     assert FrameLayout.from_params(params(None)) is None
-    assert LAYOUT.allowed(7) == (slice(14, 18), ())
-    assert LAYOUT.allowed(9) == (slice(10, 14), (2, 3))

@@ -36,10 +36,3 @@ class FrameLayout:
             positions=int(args["positions"]),
             end_ids=tuple(int(i) for i in args["end_ids"]),
         )
-
-    def allowed(self, generated: int) -> tuple[slice, tuple[int, ...]]:
-        """The ids allowed after ``generated`` tokens: one position's range, and the end ids
-        when a frame has just been completed."""
-        position = generated % self.positions
-        start = self.first_id + position * self.codes
-        return slice(start, start + self.codes), self.end_ids if position == 0 else ()

@@ -48,14 +48,22 @@ class FramePositions(LogitsProcessor):
         process_dict_updates(self.rows, batch_update, state)
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        by_layout: dict[FrameLayout, list[tuple[int, int]]] = {}
         for row, (layout, output) in self.rows.items():
             # The output list includes placeholders for tokens still being sampled, so its length
             # is the position of the token being chosen now.
-            codes, ends = layout.allowed(len(output))
-            kept = logits[row, codes].clone()
-            kept_ends = logits[row, list(ends)].clone() if ends else None
-            logits[row] = float("-inf")
-            logits[row, codes] = kept
-            if kept_ends is not None:
-                logits[row, list(ends)] = kept_ends
+            by_layout.setdefault(layout, []).append((row, len(output) % layout.positions))
+        # One mask per layout (usually one for the whole batch): a few tensor ops per step,
+        # whatever the number of rows.
+        vocab = torch.arange(logits.shape[1], device=logits.device)
+        for layout, members in by_layout.items():
+            rows = torch.tensor([row for row, _ in members], device=logits.device)
+            positions = torch.tensor([position for _, position in members], device=logits.device)
+            starts = (layout.first_id + positions * layout.codes)[:, None]
+            keep = (vocab >= starts) & (vocab < starts + layout.codes)
+            if layout.end_ids:
+                ends = torch.zeros_like(vocab, dtype=torch.bool)
+                ends[list(layout.end_ids)] = True
+                keep |= (positions == 0)[:, None] & ends
+            logits[rows] = logits[rows].masked_fill(~keep, float("-inf"))
         return logits
