@@ -13,6 +13,7 @@ only the weights do.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,12 +243,15 @@ def write_llm(
         llm_dir / "generation_config.json",
         {"bos_token_id": config["bos_token_id"], "eos_token_id": config["eos_token_id"]},
     )
-    weights = _random_weights(config, seed, flavour.attention_bias)
     if size.dtype == "float32":
+        weights = _random_weights(config, seed, flavour.attention_bias)
         save_numpy(weights, str(llm_dir / "model.safetensors"), metadata={"format": "pt"})
     else:
         dtype = getattr(torch, size.dtype)
-        tensors = {name: torch.from_numpy(weights.pop(name)).to(dtype) for name in list(weights)}
+        # Each tensor is converted as it is drawn: a 3B model never exists in float32 at once.
+        tensors = _random_weights(
+            config, seed, flavour.attention_bias, lambda array: torch.from_numpy(array).to(dtype)
+        )
         save_torch(tensors, str(llm_dir / "model.safetensors"), metadata={"format": "pt"})
 
 
@@ -288,7 +292,13 @@ def _model_config(tokenizer: Tokenizer, size: LlmSize, flavour: LlmFlavour) -> d
     }
 
 
-def _random_weights(config: dict[str, Any], seed: int, attention_bias: bool = True) -> dict[str, np.ndarray]:
+def _random_weights(
+    config: dict[str, Any],
+    seed: int,
+    attention_bias: bool = True,
+    convert: Callable[[np.ndarray], Any] = lambda array: array,
+) -> dict[str, Any]:
+    """Random weights under the Hugging Face names, each passed through ``convert`` when drawn."""
     rng = np.random.default_rng(seed)
     hidden = config["hidden_size"]
     head_dim = hidden // config["num_attention_heads"]
@@ -296,11 +306,11 @@ def _random_weights(config: dict[str, Any], seed: int, attention_bias: bool = Tr
     kv_dim = config["num_key_value_heads"] * head_dim
     ffn = config["intermediate_size"]
 
-    def normal(*shape: int) -> np.ndarray:
-        return (rng.standard_normal(shape) * INIT_STD).astype(np.float32)
+    def normal(*shape: int) -> Any:
+        return convert((rng.standard_normal(shape) * INIT_STD).astype(np.float32))
 
-    def ones(n: int) -> np.ndarray:
-        return np.ones(n, dtype=np.float32)
+    def ones(n: int) -> Any:
+        return convert(np.ones(n, dtype=np.float32))
 
     # Drawn in a fixed order so that the seed alone decides every value.
     weights = {"model.embed_tokens.weight": normal(config["vocab_size"], hidden)}
