@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 DEFAULT_OUT = Path(__file__).parent / "results"
 
@@ -80,44 +81,35 @@ def cmd_scaling(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_snac(args: argparse.Namespace) -> int:
+def _codec_stream_benchmark(args: argparse.Namespace, family: str, run: Any) -> int:
+    """Run a codec streaming benchmark on `--pack`, or on a tiny random pack of `family`."""
     import tempfile
 
-    from bench.snac_stream import run_snac_stream
     from voxserve.packs.pack import Pack, write_random_pack
 
     with tempfile.TemporaryDirectory() as scratch:
-        pack = (
-            Pack.open(args.pack) if args.pack else write_random_pack(Path(scratch), "tiny", family="orpheus")
-        )
-        if pack.family != "orpheus":
+        pack = Pack.open(args.pack) if args.pack else write_random_pack(Path(scratch), "tiny", family=family)
+        if pack.family != family:
             print(
-                f"error: {pack.root} is a {pack.family} pack; this benchmark needs an orpheus pack",
+                f"error: {pack.root} is a {pack.family} pack; this benchmark needs an {family} pack",
                 file=sys.stderr,
             )
             return 2
         durations = tuple(float(d) for d in args.durations.split(","))
-        print(json.dumps(run_snac_stream(pack.root, Path(args.out), durations), indent=2))
+        print(json.dumps(run(pack.root, Path(args.out), durations), indent=2))
     return 0
+
+
+def cmd_snac(args: argparse.Namespace) -> int:
+    from bench.snac_stream import run_snac_stream
+
+    return _codec_stream_benchmark(args, "orpheus", run_snac_stream)
 
 
 def cmd_s3gen(args: argparse.Namespace) -> int:
-    import tempfile
-
     from bench.s3gen_stream import run_s3gen_stream
-    from voxserve.packs.pack import Pack, write_random_pack
 
-    with tempfile.TemporaryDirectory() as scratch:
-        pack = Pack.open(args.pack) if args.pack else write_random_pack(Path(scratch), "tiny", family="s3")
-        if pack.family != "s3":
-            print(
-                f"error: {pack.root} is a {pack.family} pack; this benchmark needs an s3 pack",
-                file=sys.stderr,
-            )
-            return 2
-        durations = tuple(float(d) for d in args.durations.split(","))
-        print(json.dumps(run_s3gen_stream(pack.root, Path(args.out), durations), indent=2))
-    return 0
+    return _codec_stream_benchmark(args, "s3", run_s3gen_stream)
 
 
 def cmd_long_text(args: argparse.Namespace) -> int:

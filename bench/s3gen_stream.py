@@ -15,14 +15,13 @@ seams against the largest one inside chunks.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from bench.streamed import StreamedDecode, seam_jumps, snr_db, stream_in_chunks
+from bench.streamed import StreamedDecode, seam_jumps, snr_db, stream_in_chunks, write_result
 from voxserve.vocoder.codecs.base import VoiceConditioning
 from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec
 from voxserve.vocoder.codecs.s3gen.offline import decode_offline
@@ -103,8 +102,4 @@ def run_s3gen_stream(
         f"{d:g}s": asdict(measure(codec, voice, round(d * TOKENS_PER_SECOND), policy)) for d in durations
     }
     result: dict[str, object] = {"pack": str(pack), "policy": asdict(policy), "figures": figures}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"s3gen-stream-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    result["written"] = str(path)
-    return result
+    return write_result(out_dir, "s3gen-stream", result)

@@ -16,14 +16,13 @@ decoded audio, and the largest sample-to-sample jump at chunk seams against the 
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
-from bench.streamed import seam_jumps, snr_db, stream_in_chunks
+from bench.streamed import seam_jumps, snr_db, stream_in_chunks, write_result
 from voxserve.vocoder.codecs.base import VoiceConditioning
 from voxserve.vocoder.codecs.snac.codec import CODES_PER_FRAME, SnacCodec
 from voxserve.vocoder.stream import ChunkPolicy
@@ -129,8 +128,4 @@ def run_snac_stream(
     frames_per_second = codec.sample_rate / codec.samples_per_token
     figures = {f"{d:g}s": asdict(measure(codec, round(d * frames_per_second), policy)) for d in durations}
     result: dict[str, object] = {"pack": str(pack), "policy": asdict(policy), "figures": figures}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"snac-stream-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    result["written"] = str(path)
-    return result
+    return write_result(out_dir, "snac-stream", result)

@@ -1,12 +1,15 @@
 """One stream decoded chunk by chunk through the vocoder's own stream and batch code, timed, and
 the measures the streaming benchmarks compare it with: SNR against a reference, and the largest
-sample-to-sample jump at chunk seams against the largest inside chunks."""
+sample-to-sample jump at chunk seams against the largest inside chunks; and how their results are
+written."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -70,3 +73,12 @@ def seam_jumps(chunks: list[torch.Tensor]) -> tuple[float, float]:
     if seams.numel():
         inside[seams] = 0
     return (float(jumps[seams].max()) if seams.numel() else 0.0), float(inside.max())
+
+
+def write_result(out_dir: Path, prefix: str, result: dict[str, object]) -> dict[str, object]:
+    """Write `result` as `<prefix>-<time>.json` under `out_dir`; returns it with "written" added."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    result["written"] = str(path)
+    return result
