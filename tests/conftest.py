@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from voxserve.packs.pack import Pack, write_tiny_pack
 from voxserve.stack import LocalStack, Ports
+from voxserve.v1 import speech_pb2, speech_pb2_grpc
 
 PACK_SEED = 7
 VOCODER_MAX_STREAM_TOKENS = 600
@@ -27,6 +29,13 @@ def stack(tiny_pack: Pack, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         "VOXSERVE_VOCODER_MAX_STREAM_TOKENS": str(VOCODER_MAX_STREAM_TOKENS),
     }
     yield from running_stack(LocalStack(tiny_pack.root, Ports.free(), log_dir=logs, env=env))
+
+
+def listed_voices(stack: LocalStack) -> list[speech_pb2.Voice]:
+    """The voices a running stack's gateway lists."""
+    with grpc.insecure_channel(stack.ports.address("gateway")) as channel:
+        speech = speech_pb2_grpc.SpeechStub(channel)
+        return list(speech.ListVoices(speech_pb2.ListVoicesRequest(), timeout=10).voices)
 
 
 def running_stack(local: LocalStack) -> Iterator[LocalStack]:

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import running_stack
+from tests.conftest import listed_voices, running_stack
 from tests.integration.test_grpcurl import grpcurl
 from voxserve.client import synthesize
 from voxserve.packs.pack import Pack, write_random_pack
 from voxserve.packs.tiny_orpheus import ORPHEUS_VOICES
 from voxserve.stack import LocalStack, Ports
-from voxserve.v1 import generator_pb2, generator_pb2_grpc, speech_pb2, speech_pb2_grpc
+from voxserve.v1 import generator_pb2, generator_pb2_grpc
 from voxserve.vocoder.codecs.snac.codec import SnacCodec
 
 FRAME_SAMPLES = 2048
@@ -41,10 +41,7 @@ def generate(stack: LocalStack, request: generator_pb2.GenerateRequest) -> list[
 
 
 def test_the_gateway_lists_one_voice_per_speaker_at_24_khz(orpheus_stack: LocalStack) -> None:
-    with grpc.insecure_channel(orpheus_stack.ports.address("gateway")) as channel:
-        voices = (
-            speech_pb2_grpc.SpeechStub(channel).ListVoices(speech_pb2.ListVoicesRequest(), timeout=10).voices
-        )
+    voices = listed_voices(orpheus_stack)
     assert {(v.id, v.speaker) for v in voices} == {("default", "tara"), *((n, n) for n in ORPHEUS_VOICES)}
     assert {(v.family, v.sample_rate, v.controllable) for v in voices} == {("orpheus", 24000, False)}
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from bench.s3gen_stream import snr_db
-from tests.conftest import running_stack
+from tests.conftest import listed_voices, running_stack
 from voxserve.client import synthesize
 from voxserve.packs.pack import Pack, write_random_pack
 from voxserve.stack import LocalStack, Ports
-from voxserve.v1 import generator_pb2, generator_pb2_grpc, speech_pb2, speech_pb2_grpc
+from voxserve.v1 import generator_pb2, generator_pb2_grpc
 from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec
 from voxserve.vocoder.codecs.s3gen.offline import decode_offline
 from voxserve.vocoder.codecs.s3gen.voice import S3Voice
@@ -29,10 +29,7 @@ def s3_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
 
 
 def test_the_gateway_lists_the_packs_voice(s3_stack: LocalStack) -> None:
-    with grpc.insecure_channel(s3_stack.ports.address("gateway")) as channel:
-        voices = (
-            speech_pb2_grpc.SpeechStub(channel).ListVoices(speech_pb2.ListVoicesRequest(), timeout=10).voices
-        )
+    voices = listed_voices(s3_stack)
     assert [(v.id, v.family, v.sample_rate) for v in voices] == [("default", "s3", 24000)]
 
 

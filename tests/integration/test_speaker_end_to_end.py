@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from tests.conftest import running_stack
+from tests.conftest import listed_voices, running_stack
 from voxserve.client import synthesize_stream
 from voxserve.packs.pack import write_random_pack
 from voxserve.packs.tiny_speakers import SPEAKER_NAMES
 from voxserve.stack import LocalStack, Ports
-from voxserve.v1 import generator_pb2, generator_pb2_grpc, speech_pb2, speech_pb2_grpc
+from voxserve.v1 import generator_pb2, generator_pb2_grpc
 
 HINDI = "नमस्ते <laugh> आप कैसे हैं? <excited> आज मौसम बहुत अच्छा है। चलो पार्क में घूमने चलते हैं।"
 
@@ -35,10 +35,7 @@ def generate(stack: LocalStack, speaker: generator_pb2.Speaker, seed: int) -> li
 
 
 def test_the_gateway_lists_the_twelve_speakers(speaker_stack: LocalStack) -> None:
-    with grpc.insecure_channel(speaker_stack.ports.address("gateway")) as channel:
-        voices = (
-            speech_pb2_grpc.SpeechStub(channel).ListVoices(speech_pb2.ListVoicesRequest(), timeout=10).voices
-        )
+    voices = listed_voices(speaker_stack)
     assert [v.speaker for v in voices if v.id != "default"] == list(SPEAKER_NAMES)
     assert {(v.family, v.sample_rate, v.controllable) for v in voices} == {("spark", 16000, False)}
 
