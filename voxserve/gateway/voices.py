@@ -28,7 +28,11 @@ SPARK_SAMPLE_RATE = 16000
 SAMPLE_RATE = {"spark": SPARK_SAMPLE_RATE, "s3": 24000, "orpheus": 24000}
 SAMPLES_PER_TOKEN = {"spark": 320, "s3": 960, "orpheus": 2048}
 """Samples of one vocoder token (an Orpheus token is a SNAC frame of 7 generator tokens)."""
-GENERATOR_TOKENS_PER_SECOND = {"spark": 50.0, "s3": 25.0, "orpheus": 7 * 24000 / 2048}
+GENERATOR_TOKENS_PER_TOKEN = {"orpheus": 7}
+GENERATOR_TOKENS_PER_SECOND = {
+    family: rate / SAMPLES_PER_TOKEN[family] * GENERATOR_TOKENS_PER_TOKEN.get(family, 1)
+    for family, rate in SAMPLE_RATE.items()
+}
 FAMILIES = tuple(SAMPLE_RATE)
 S3_KEYS = ("prompt_tokens", "prompt_mel", "xvector")
 _GENDERS = {"female": generator_pb2.VoiceStyle.FEMALE, "male": generator_pb2.VoiceStyle.MALE}
