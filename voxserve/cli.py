@@ -291,10 +291,11 @@ def parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int, default=1234)
         sp.add_argument(
             "--family",
-            choices=["spark", "s3", "orpheus"],
+            choices=["spark", "s3", "orpheus", "chatterbox"],
             default="spark",
             help="spark: Spark-TTS (LLM/ + BiCodec/); s3: speech-token LM + S3Gen vocoder (24 kHz); "
-            "orpheus: Llama LM writing SNAC codes + SNAC (24 kHz)",
+            "orpheus: Llama LM writing SNAC codes + SNAC (24 kHz); "
+            "chatterbox: Chatterbox's T3 + S3Gen (24 kHz)",
         )
         sp.add_argument(
             "--speakers",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,11 @@ from voxserve.generator import metrics
 from voxserve.generator.config import PREFIX, GeneratorConfig
 from voxserve.generator.engine import TokenGenerator
 from voxserve.generator.servicer import GeneratorServicer
+from voxserve.generator.t3.config import CHECKPOINT_FILE as T3_CHECKPOINT
+from voxserve.generator.t3.config import T3Config
+from voxserve.generator.t3.generator import T3Generator
 from voxserve.generator.token_table import GRAMMARS, TokenTable
-from voxserve.packs.pack import resolve_pack
+from voxserve.packs.pack import Pack, resolve_pack
 from voxserve.packs.speakers import SpeakerSet
 from voxserve.v1 import generator_pb2, generator_pb2_grpc
 
@@ -66,13 +70,64 @@ def prepare_vllm_environment(config: GeneratorConfig) -> str:
     return backend
 
 
-def build_engine(config: GeneratorConfig) -> TokenGenerator:
-    backend = prepare_vllm_environment(config)
-    from transformers import AutoTokenizer
+def engine_args(config: GeneratorConfig, backend: str, model: Path, **extra: Any) -> Any:
     from vllm.engine.arg_utils import AsyncEngineArgs
+
+    return AsyncEngineArgs(
+        model=str(model),
+        dtype=config.dtype,  # type: ignore[arg-type]  # vLLM validates the name
+        max_model_len=config.max_model_len,
+        max_num_seqs=config.max_num_seqs,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+        enforce_eager=config.enforce_eager,
+        distributed_executor_backend=backend,
+        disable_log_stats=False,
+        seed=0,
+        **extra,
+    )
+
+
+def build_t3_engine(config: GeneratorConfig, backend: str, pack: Pack) -> T3Generator:
+    """Chatterbox: T3 in vLLM from the pack's `t3_cfg.safetensors` (see `t3.model`)."""
     from vllm.v1.engine.async_llm import AsyncLLM
 
+    from voxserve.generator.t3.checkpoint import read_t3_state
+    from voxserve.generator.t3.conditioning import PREFIXES, T3Conditioner
+    from voxserve.generator.t3.model_dir import t3_engine_options, write_model_dir
+    from voxserve.generator.t3.text import T3Tokenizer
+    from voxserve.generator.t3.voice import read_conds
+
+    started = time.monotonic()
+    t3 = T3Config.of_pack(pack.root)
+    checkpoint = pack.root / T3_CHECKPOINT
+    state = read_t3_state(checkpoint, t3)  # strict: names and shapes, before vLLM starts
+    conditioner = T3Conditioner({k: v for k, v in state.items() if k.startswith(PREFIXES)}, t3)
+    del state
+    default_voice, _ = read_conds(pack.root / "conds.pt")
+    model_dir = write_model_dir(Path(tempfile.mkdtemp(prefix="voxserve-t3-")), checkpoint, t3)
+    llm = AsyncLLM.from_engine_args(engine_args(config, backend, model_dir, **t3_engine_options()))
+    log.info(
+        "engine ready", pack=str(pack.root), family="chatterbox", seconds=round(time.monotonic() - started, 2)
+    )
+    return T3Generator(
+        llm,
+        conditioner,
+        T3Tokenizer.from_file(pack.root / "tokenizer.json"),
+        default_voice,
+        t3,
+        max_model_len=config.max_model_len,
+        max_tokens=config.max_tokens,
+    )
+
+
+def build_engine(config: GeneratorConfig) -> TokenGenerator | T3Generator:
+    backend = prepare_vllm_environment(config)
     pack = resolve_pack(config.pack)
+    if pack.family == "chatterbox":
+        return build_t3_engine(config, backend, pack)
+    from transformers import AutoTokenizer
+    from vllm.v1.engine.async_llm import AsyncLLM
+
     started = time.monotonic()
     tokenizer = AutoTokenizer.from_pretrained(pack.llm_dir)
     table = TokenTable.from_tokenizer(tokenizer, grammar=GRAMMARS[pack.family])
@@ -82,18 +137,7 @@ def build_engine(config: GeneratorConfig) -> TokenGenerator:
         from voxserve.generator.frame_positions import FramePositions
 
         processors["logits_processors"] = [FramePositions]
-    args = AsyncEngineArgs(
-        model=str(pack.llm_dir),
-        dtype=config.dtype,  # type: ignore[arg-type]  # vLLM validates the name
-        max_model_len=config.max_model_len,
-        max_num_seqs=config.max_num_seqs,
-        gpu_memory_utilization=config.gpu_memory_utilization,
-        enforce_eager=config.enforce_eager,
-        distributed_executor_backend=backend,
-        disable_log_stats=False,
-        seed=0,
-        **processors,
-    )
+    args = engine_args(config, backend, pack.llm_dir, **processors)
     llm = AsyncLLM.from_engine_args(args)
     log.info(
         "engine ready",

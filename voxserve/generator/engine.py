@@ -55,6 +55,16 @@ class Sampling:
     max_tokens: int | None = None
     min_tokens: int = 0
     seed: int | None = None
+    min_p: float = 0.0
+    guidance: float | None = None
+    """Chatterbox's classifier-free guidance weight."""
+    exaggeration: float | None = None
+    """Chatterbox's emotion exaggeration; None keeps the voice's."""
+
+
+SPARK_SAMPLING = Sampling()
+# Upstream Chatterbox's defaults.
+CHATTERBOX_SAMPLING = Sampling(top_k=0, top_p=1.0, repetition_penalty=1.2, min_p=0.05, guidance=0.5)
 
 
 @dataclass(frozen=True)
@@ -89,7 +99,25 @@ class Frame:
     result: GenerationResult | None = None
 
 
-def _queue_seconds(output: Any) -> float:
+async def run_engine_request(
+    llm: Any, prompt: dict[str, Any], params: Any, request_id: str, active: set[str]
+) -> AsyncIterator[Any]:
+    """One engine request, listed in `active` while it runs; aborted if the consumer goes away
+    before it finishes."""
+    finished = False
+    active.add(request_id)
+    try:
+        async for output in llm.generate(prompt, params, request_id):
+            finished = output.finished
+            yield output
+    finally:
+        active.discard(request_id)
+        if not finished:
+            log.info("aborting engine request", engine_request_id=request_id)
+            await llm.abort(request_id)
+
+
+def queue_seconds(output: Any) -> float:
     stats = getattr(output, "metrics", None)
     if stats is None or not getattr(stats, "scheduled_ts", 0) or not getattr(stats, "queued_ts", 0):
         return 0.0
@@ -128,6 +156,14 @@ class TokenGenerator:
     @property
     def family(self) -> str:
         return self.table.family
+
+    @property
+    def num_global(self) -> int:
+        return self.table.num_global
+
+    @property
+    def default_sampling(self) -> Sampling:
+        return SPARK_SAMPLING
 
     @property
     def codes_per_frame(self) -> int:
@@ -186,25 +222,17 @@ class TokenGenerator:
             temperature=sampling.temperature,
             top_k=0 if greedy else sampling.top_k,
             top_p=1.0 if greedy else sampling.top_p,
+            min_p=0.0 if greedy else sampling.min_p,
             repetition_penalty=sampling.repetition_penalty,
             seed=sampling.seed,
             output_kind=RequestOutputKind.DELTA,
             **overrides,
         )
 
-    async def _run(self, prompt_ids: list[int], params: Any, request_id: str) -> AsyncIterator[Any]:
-        """One engine request; aborted if the consumer goes away before it finishes."""
-        finished = False
-        self._active.add(request_id)
-        try:
-            async for output in self.llm.generate({"prompt_token_ids": prompt_ids}, params, request_id):
-                finished = output.finished
-                yield output
-        finally:
-            self._active.discard(request_id)
-            if not finished:
-                log.info("aborting engine request", engine_request_id=request_id)
-                await self.llm.abort(request_id)
+    def _run(self, prompt_ids: list[int], params: Any, request_id: str) -> AsyncIterator[Any]:
+        return run_engine_request(
+            self.llm, {"prompt_token_ids": prompt_ids}, params, request_id, self._active
+        )
 
     async def _generate_globals(
         self, prompt_ids: list[int], sampling: Sampling, request_id: str
@@ -315,7 +343,7 @@ class TokenGenerator:
                 yield Frame(semantic_ids=semantic)
             if output.finished:
                 result.finish_reason = "length" if completion.finish_reason == "length" else "stop"
-                result.queue_seconds = _queue_seconds(output)
+                result.queue_seconds = queue_seconds(output)
             if result.semantic_tokens >= budget and not output.finished:
                 result.finish_reason = "length"  # the start marker is optional; stop at the budget
                 break

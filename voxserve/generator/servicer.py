@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+import torch
 
 from voxserve.common.admission import Admission, Overloaded, refuse_overloaded
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import current_request_id
 from voxserve.common.status import InvalidArgument, abort_invalid
 from voxserve.generator import metrics
-from voxserve.generator.engine import NUM_GLOBAL_TOKENS, Frame, Sampling, Speaker, Style, TokenGenerator
+from voxserve.generator.engine import (
+    NUM_GLOBAL_TOKENS,
+    SPARK_SAMPLING,
+    Frame,
+    Sampling,
+    Speaker,
+    Style,
+    TokenGenerator,
+)
 from voxserve.generator.prompts import Gender
+from voxserve.generator.t3.config import MAX_EXAGGERATION, MAX_GUIDANCE
+from voxserve.generator.t3.generator import T3Generator
+from voxserve.generator.t3.voice import DEFAULT_EXAGGERATION, T3Voice
 from voxserve.packs.speakers import check_speaker_name
 from voxserve.v1 import generator_pb2, generator_pb2_grpc
 
@@ -32,10 +45,15 @@ def _check(ok: bool, message: str) -> None:
         raise InvalidArgument(message)
 
 
-def parse_sampling(msg: generator_pb2.SamplingParams, max_tokens: int) -> Sampling:
-    """Sampling from a request, with every field checked against its documented range."""
-    s = Sampling()
-    values = {}
+def parse_sampling(
+    msg: generator_pb2.SamplingParams,
+    max_tokens: int,
+    defaults: Sampling = SPARK_SAMPLING,
+    family: str = "spark",
+) -> Sampling:
+    """Sampling from a request, every field checked against its documented range; unset fields
+    keep the family's `defaults`."""
+    values: dict[str, Any] = {}
     if msg.HasField("temperature"):
         _check(0 <= msg.temperature <= 2, f"sampling.temperature={msg.temperature:g} must be in [0, 2]")
         values["temperature"] = msg.temperature
@@ -61,7 +79,19 @@ def parse_sampling(msg: generator_pb2.SamplingParams, max_tokens: int) -> Sampli
         values["min_tokens"] = msg.min_tokens
     if msg.HasField("seed"):
         values["seed"] = msg.seed
-    return Sampling(**{**s.__dict__, **values})
+    if msg.HasField("min_p"):
+        _check(0 <= msg.min_p < 1, f"sampling.min_p={msg.min_p:g} must be in [0, 1)")
+        values["min_p"] = msg.min_p
+    for name, limit in (("guidance", MAX_GUIDANCE), ("exaggeration", MAX_EXAGGERATION)):
+        if msg.HasField(name):  # type: ignore[arg-type]
+            value = getattr(msg, name)
+            _check(
+                family == "chatterbox",
+                f"sampling.{name} is not accepted: it is for the chatterbox family only",
+            )
+            _check(0 <= value <= limit, f"sampling.{name}={value:g} must be in [0, {limit:g}]")
+            values[name] = value
+    return dataclasses.replace(defaults, **values)
 
 
 def parse_style(msg: generator_pb2.VoiceStyle) -> Style:
@@ -99,15 +129,31 @@ def parse_speaker(msg: generator_pb2.Speaker, family: str, num_global: int) -> S
     return Speaker(msg.name, tuple(ids))
 
 
+def parse_chatterbox_voice(msg: generator_pb2.ChatterboxVoice) -> T3Voice:
+    voice = T3Voice(
+        speaker_embedding=torch.tensor(list(msg.speaker_embedding), dtype=torch.float32),
+        prompt_tokens=torch.tensor(list(msg.prompt_tokens), dtype=torch.int64),
+        exaggeration=msg.exaggeration if msg.HasField("exaggeration") else DEFAULT_EXAGGERATION,
+    )
+    try:
+        voice.validate(label="chatterbox.")
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from exc
+    return voice
+
+
 # Which voice fields each family's prompt can use.
 VOICES_OF_FAMILY = {
     "spark": ("global_tokens", "style", "speaker"),
     "s3": (),
     "orpheus": ("speaker",),
+    "chatterbox": ("chatterbox",),
 }
 _NO_VOICE_REASON = {
+    "spark": "this generator's pack (spark family) takes global tokens, a style or a speaker",
     "s3": "this generator's pack (s3 family) has no voice tokens; its voice is the vocoder's prompt",
     "orpheus": "this generator's pack (orpheus family) takes a speaker name",
+    "chatterbox": "this generator's pack (chatterbox family) takes a chatterbox voice",
 }
 
 
@@ -118,6 +164,7 @@ def parse_generate_request(
     max_tokens: int,
     num_global: int,
     family: str = "spark",
+    defaults: Sampling = SPARK_SAMPLING,
 ) -> dict[str, Any]:
     """The keyword arguments of `TokenGenerator.generate` for a request, every field checked."""
     text = request.text.strip()
@@ -128,6 +175,14 @@ def parse_generate_request(
         voice is None or voice in VOICES_OF_FAMILY[family],
         f"{voice} is not accepted: {_NO_VOICE_REASON.get(family, '')}",
     )
+    if voice == "chatterbox":
+        return {
+            "text": text,
+            "chatterbox": parse_chatterbox_voice(request.chatterbox),
+            "sampling": parse_sampling(request.sampling, max_tokens, defaults, family),
+        }
+    if family == "chatterbox":
+        return {"text": text, "sampling": parse_sampling(request.sampling, max_tokens, defaults, family)}
     return {
         "text": text,
         "global_ids": parse_global_ids(list(request.global_tokens.ids), num_global)
@@ -135,7 +190,7 @@ def parse_generate_request(
         else None,
         "style": parse_style(request.style) if voice == "style" else None,
         "speaker": parse_speaker(request.speaker, family, num_global) if voice == "speaker" else None,
-        "sampling": parse_sampling(request.sampling, max_tokens),
+        "sampling": parse_sampling(request.sampling, max_tokens, defaults, family),
     }
 
 
@@ -160,7 +215,12 @@ def frame_to_proto(frame: Frame) -> generator_pb2.TokenFrame:
 
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     def __init__(
-        self, generator: TokenGenerator, *, max_text_chars: int, max_tokens: int, max_streams: int = 256
+        self,
+        generator: TokenGenerator | T3Generator,
+        *,
+        max_text_chars: int,
+        max_tokens: int,
+        max_streams: int = 256,
     ):
         self.generator = generator
         self.admission = Admission(max_streams, "Generate calls")
@@ -175,8 +235,9 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 request,
                 max_text_chars=self.max_text_chars,
                 max_tokens=self.max_tokens,
-                num_global=self.generator.table.num_global,
+                num_global=self.generator.num_global,
                 family=self.generator.family,
+                defaults=self.generator.default_sampling,
             )
         except InvalidArgument as exc:
             metrics.REQUESTS.labels("invalid").inc()

@@ -1,6 +1,7 @@
 """Model packs: directories in the upstream layout (Spark-TTS-0.5B: `LLM/` + `BiCodec/`; the
 s3 family: `LLM/` + Chatterbox's `s3gen.safetensors`, see `tiny_s3.py`; Orpheus: `LLM/` +
-`SNAC/`, see `tiny_orpheus.py`). Any of them may name its speakers (`speakers.py`).
+`SNAC/`, see `tiny_orpheus.py`; Chatterbox: `t3_cfg.safetensors` + `tokenizer.json` +
+`s3gen.safetensors`, see `tiny_chatterbox.py`). Any of them may name its speakers (`speakers.py`).
 
 The embedded default is a tiny random pack in exactly that layout, written on first use, so
 the loading code that the default run and the tests exercise is the code that loads real
@@ -32,6 +33,7 @@ FAMILY_FILES = {
     "spark": ("LLM/config.json", "BiCodec/config.yaml"),
     "s3": ("LLM/config.json", "s3gen.safetensors"),
     "orpheus": ("LLM/config.json", "SNAC/config.json"),
+    "chatterbox": ("t3_cfg.safetensors", "tokenizer.json", "s3gen.safetensors"),
 }
 FAMILIES = tuple(FAMILY_FILES)
 
@@ -50,16 +52,20 @@ class Pack:
 
     @property
     def family(self) -> str:
-        """ "spark" (Spark-TTS: `BiCodec/`), "s3" (S3 speech tokens: `s3gen.safetensors`) or
-        "orpheus" (SNAC codes: `SNAC/`)."""
+        """ "spark" (Spark-TTS: `BiCodec/`), "chatterbox" (T3: `t3_cfg.safetensors`), "s3" (an
+        LM writing S3 speech tokens: `s3gen.safetensors`) or "orpheus" (SNAC codes: `SNAC/`)."""
         if self.bicodec_dir.is_dir():
             return "spark"
+        # Before s3: a chatterbox pack has S3Gen's s3gen.safetensors too.
+        if (self.root / "t3_cfg.safetensors").is_file():
+            return "chatterbox"
         if (self.root / "s3gen.safetensors").is_file():
             return "s3"
         if (self.root / "SNAC").is_dir():
             return "orpheus"
         raise ValueError(
-            f"{self.root} is not a model pack: no BiCodec/ or SNAC/ directory and no s3gen.safetensors"
+            f"{self.root} is not a model pack: no BiCodec/ or SNAC/ directory and no "
+            "t3_cfg.safetensors or s3gen.safetensors"
         )
 
     @property
@@ -98,9 +104,10 @@ def write_random_pack(
     """Write a random pack of a family in its upstream layout (deterministic for a seed).
 
     "tiny" is CPU-sized (the spark one is the embedded default); "full" has the real models'
-    dimensions (spark: Qwen2 0.5B in bfloat16 and the published BiCodec, about 1.2 GB) for
-    measuring speed on a GPU. ``speakers`` (spark only) writes a speaker-name fine-tune: 12 named
-    speakers and inline emotion tags.
+    dimensions (spark: Qwen2 0.5B in bfloat16 and the published BiCodec, about 1.2 GB;
+    chatterbox: T3 in float32 as upstream runs it, about 2.1 GB, and S3Gen) for measuring speed on
+    a GPU. ``speakers`` (spark only) writes a speaker-name fine-tune: 12 named speakers and inline
+    emotion tags.
     """
     if size not in PACK_SIZES:
         raise ValueError(f"size {size!r} is unknown; sizes: {', '.join(PACK_SIZES)}")
@@ -115,6 +122,11 @@ def write_random_pack(
         from voxserve.packs.tiny_orpheus import write_orpheus_pack
 
         write_orpheus_pack(root, seed, size)
+        return Pack.open(root)
+    if family == "chatterbox":
+        from voxserve.packs.tiny_chatterbox import write_chatterbox_pack
+
+        write_chatterbox_pack(root, seed, size)
         return Pack.open(root)
     if family == "s3":
         from voxserve.packs.tiny_s3 import write_s3_pack

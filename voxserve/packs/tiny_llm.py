@@ -150,7 +150,7 @@ def build_tiny_tokenizer(
         # All 256 byte symbols, so any UTF-8 text (Devanagari included) encodes without unknowns.
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tokenizer.train_from_iterator(_CORPUS.strip().splitlines(), trainer)
+    tokenizer.train_from_iterator(corpus_lines(), trainer)
 
     # Qwen2's own tokens are special; the Spark tokens are ordinary added tokens, as upstream, whose
     # inference decodes with skip_special_tokens=True and still finds the BiCodec tokens in the text.
@@ -158,6 +158,11 @@ def build_tiny_tokenizer(
     added = spark_added_tokens() if added_tokens is None else added_tokens
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in added])
     return tokenizer
+
+
+def corpus_lines() -> list[str]:
+    """The embedded training text, one sentence a line (English, then some Hindi)."""
+    return _CORPUS.strip().splitlines()
 
 
 def write_tiny_llm(llm_dir: Path, seed: int) -> None:

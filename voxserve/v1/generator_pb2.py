@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvoxserve/v1/generator.proto\x12\x0bvoxserve.v1\"\x9a\x02\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_k\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x05 \x01(\x05H\x04\x88\x01\x01\x12\x17\n\nmin_tokens\x18\x06 \x01(\x05H\x05\x88\x01\x01\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x06\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_kB\x08\n\x06_top_pB\x15\n\x13_repetition_penaltyB\r\n\x0b_max_tokensB\r\n\x0b_min_tokensB\x07\n\x05_seed\"\x92\x01\n\nVoiceStyle\x12.\n\x06gender\x18\x01 \x01(\x0e\x32\x1e.voxserve.v1.VoiceStyle.Gender\x12\r\n\x05pitch\x18\x02 \x01(\r\x12\r\n\x05speed\x18\x03 \x01(\r\"6\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\n\n\x06\x46\x45MALE\x10\x01\x12\x08\n\x04MALE\x10\x02\"\xde\x01\n\x0fGenerateRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x32\n\rglobal_tokens\x18\x02 \x01(\x0b\x32\x19.voxserve.v1.GlobalTokensH\x00\x12(\n\x05style\x18\x03 \x01(\x0b\x32\x17.voxserve.v1.VoiceStyleH\x00\x12\'\n\x07speaker\x18\x05 \x01(\x0b\x32\x14.voxserve.v1.SpeakerH\x00\x12-\n\x08sampling\x18\x04 \x01(\x0b\x32\x1b.voxserve.v1.SamplingParamsB\x07\n\x05voice\"+\n\x07Speaker\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nglobal_ids\x18\x02 \x03(\x05\"\x1b\n\x0cGlobalTokens\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"c\n\nTokenFrame\x12\x12\n\nglobal_ids\x18\x01 \x03(\x05\x12\x14\n\x0csemantic_ids\x18\x02 \x03(\x05\x12+\n\x06result\x18\x03 \x01(\x0b\x32\x1b.voxserve.v1.GenerateResult\"\x91\x02\n\x0eGenerateResult\x12?\n\rfinish_reason\x18\x01 \x01(\x0e\x32(.voxserve.v1.GenerateResult.FinishReason\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\x17\n\x0fsemantic_tokens\x18\x03 \x01(\x05\x12\x15\n\rqueue_seconds\x18\x04 \x01(\x01\x12\x1b\n\x13\x66irst_token_seconds\x18\x05 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x06 \x01(\x01\"C\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x08\n\x04STOP\x10\x01\x12\n\n\x06LENGTH\x10\x02\x32P\n\tGenerator\x12\x43\n\x08Generate\x12\x1c.voxserve.v1.GenerateRequest\x1a\x17.voxserve.v1.TokenFrame0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bvoxserve/v1/generator.proto\x12\x0bvoxserve.v1\"\x88\x03\n\x0eSamplingParams\x12\x18\n\x0btemperature\x18\x01 \x01(\x02H\x00\x88\x01\x01\x12\x12\n\x05top_k\x18\x02 \x01(\x05H\x01\x88\x01\x01\x12\x12\n\x05top_p\x18\x03 \x01(\x02H\x02\x88\x01\x01\x12\x1f\n\x12repetition_penalty\x18\x04 \x01(\x02H\x03\x88\x01\x01\x12\x17\n\nmax_tokens\x18\x05 \x01(\x05H\x04\x88\x01\x01\x12\x17\n\nmin_tokens\x18\x06 \x01(\x05H\x05\x88\x01\x01\x12\x11\n\x04seed\x18\x07 \x01(\x03H\x06\x88\x01\x01\x12\x12\n\x05min_p\x18\x08 \x01(\x02H\x07\x88\x01\x01\x12\x15\n\x08guidance\x18\t \x01(\x02H\x08\x88\x01\x01\x12\x19\n\x0c\x65xaggeration\x18\n \x01(\x02H\t\x88\x01\x01\x42\x0e\n\x0c_temperatureB\x08\n\x06_top_kB\x08\n\x06_top_pB\x15\n\x13_repetition_penaltyB\r\n\x0b_max_tokensB\r\n\x0b_min_tokensB\x07\n\x05_seedB\x08\n\x06_min_pB\x0b\n\t_guidanceB\x0f\n\r_exaggeration\"\x92\x01\n\nVoiceStyle\x12.\n\x06gender\x18\x01 \x01(\x0e\x32\x1e.voxserve.v1.VoiceStyle.Gender\x12\r\n\x05pitch\x18\x02 \x01(\r\x12\r\n\x05speed\x18\x03 \x01(\r\"6\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\n\n\x06\x46\x45MALE\x10\x01\x12\x08\n\x04MALE\x10\x02\"\x92\x02\n\x0fGenerateRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x32\n\rglobal_tokens\x18\x02 \x01(\x0b\x32\x19.voxserve.v1.GlobalTokensH\x00\x12(\n\x05style\x18\x03 \x01(\x0b\x32\x17.voxserve.v1.VoiceStyleH\x00\x12\'\n\x07speaker\x18\x05 \x01(\x0b\x32\x14.voxserve.v1.SpeakerH\x00\x12\x32\n\nchatterbox\x18\x06 \x01(\x0b\x32\x1c.voxserve.v1.ChatterboxVoiceH\x00\x12-\n\x08sampling\x18\x04 \x01(\x0b\x32\x1b.voxserve.v1.SamplingParamsB\x07\n\x05voice\"+\n\x07Speaker\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nglobal_ids\x18\x02 \x03(\x05\"o\n\x0f\x43hatterboxVoice\x12\x19\n\x11speaker_embedding\x18\x01 \x03(\x02\x12\x15\n\rprompt_tokens\x18\x02 \x03(\x05\x12\x19\n\x0c\x65xaggeration\x18\x03 \x01(\x02H\x00\x88\x01\x01\x42\x0f\n\r_exaggeration\"\x1b\n\x0cGlobalTokens\x12\x0b\n\x03ids\x18\x01 \x03(\x05\"c\n\nTokenFrame\x12\x12\n\nglobal_ids\x18\x01 \x03(\x05\x12\x14\n\x0csemantic_ids\x18\x02 \x03(\x05\x12+\n\x06result\x18\x03 \x01(\x0b\x32\x1b.voxserve.v1.GenerateResult\"\x91\x02\n\x0eGenerateResult\x12?\n\rfinish_reason\x18\x01 \x01(\x0e\x32(.voxserve.v1.GenerateResult.FinishReason\x12\x15\n\rprompt_tokens\x18\x02 \x01(\x05\x12\x17\n\x0fsemantic_tokens\x18\x03 \x01(\x05\x12\x15\n\rqueue_seconds\x18\x04 \x01(\x01\x12\x1b\n\x13\x66irst_token_seconds\x18\x05 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x06 \x01(\x01\"C\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x08\n\x04STOP\x10\x01\x12\n\n\x06LENGTH\x10\x02\x32P\n\tGenerator\x12\x43\n\x08Generate\x12\x1c.voxserve.v1.GenerateRequest\x1a\x17.voxserve.v1.TokenFrame0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,23 +32,25 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voxserve.v1.generator_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SAMPLINGPARAMS']._serialized_start=45
-  _globals['_SAMPLINGPARAMS']._serialized_end=327
-  _globals['_VOICESTYLE']._serialized_start=330
-  _globals['_VOICESTYLE']._serialized_end=476
-  _globals['_VOICESTYLE_GENDER']._serialized_start=422
-  _globals['_VOICESTYLE_GENDER']._serialized_end=476
-  _globals['_GENERATEREQUEST']._serialized_start=479
-  _globals['_GENERATEREQUEST']._serialized_end=701
-  _globals['_SPEAKER']._serialized_start=703
-  _globals['_SPEAKER']._serialized_end=746
-  _globals['_GLOBALTOKENS']._serialized_start=748
-  _globals['_GLOBALTOKENS']._serialized_end=775
-  _globals['_TOKENFRAME']._serialized_start=777
-  _globals['_TOKENFRAME']._serialized_end=876
-  _globals['_GENERATERESULT']._serialized_start=879
-  _globals['_GENERATERESULT']._serialized_end=1152
-  _globals['_GENERATERESULT_FINISHREASON']._serialized_start=1085
-  _globals['_GENERATERESULT_FINISHREASON']._serialized_end=1152
-  _globals['_GENERATOR']._serialized_start=1154
-  _globals['_GENERATOR']._serialized_end=1234
+  _globals['_SAMPLINGPARAMS']._serialized_end=437
+  _globals['_VOICESTYLE']._serialized_start=440
+  _globals['_VOICESTYLE']._serialized_end=586
+  _globals['_VOICESTYLE_GENDER']._serialized_start=532
+  _globals['_VOICESTYLE_GENDER']._serialized_end=586
+  _globals['_GENERATEREQUEST']._serialized_start=589
+  _globals['_GENERATEREQUEST']._serialized_end=863
+  _globals['_SPEAKER']._serialized_start=865
+  _globals['_SPEAKER']._serialized_end=908
+  _globals['_CHATTERBOXVOICE']._serialized_start=910
+  _globals['_CHATTERBOXVOICE']._serialized_end=1021
+  _globals['_GLOBALTOKENS']._serialized_start=1023
+  _globals['_GLOBALTOKENS']._serialized_end=1050
+  _globals['_TOKENFRAME']._serialized_start=1052
+  _globals['_TOKENFRAME']._serialized_end=1151
+  _globals['_GENERATERESULT']._serialized_start=1154
+  _globals['_GENERATERESULT']._serialized_end=1427
+  _globals['_GENERATERESULT_FINISHREASON']._serialized_start=1360
+  _globals['_GENERATERESULT_FINISHREASON']._serialized_end=1427
+  _globals['_GENERATOR']._serialized_start=1429
+  _globals['_GENERATOR']._serialized_end=1509
 # @@protoc_insertion_point(module_scope)

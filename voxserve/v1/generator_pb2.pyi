@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SamplingParams(_message.Message):
-    __slots__ = ("temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "min_tokens", "seed")
+    __slots__ = ("temperature", "top_k", "top_p", "repetition_penalty", "max_tokens", "min_tokens", "seed", "min_p", "guidance", "exaggeration")
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     TOP_P_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,9 @@ class SamplingParams(_message.Message):
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MIN_TOKENS_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
+    MIN_P_FIELD_NUMBER: _ClassVar[int]
+    GUIDANCE_FIELD_NUMBER: _ClassVar[int]
+    EXAGGERATION_FIELD_NUMBER: _ClassVar[int]
     temperature: float
     top_k: int
     top_p: float
@@ -23,7 +26,10 @@ class SamplingParams(_message.Message):
     max_tokens: int
     min_tokens: int
     seed: int
-    def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., repetition_penalty: _Optional[float] = ..., max_tokens: _Optional[int] = ..., min_tokens: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
+    min_p: float
+    guidance: float
+    exaggeration: float
+    def __init__(self, temperature: _Optional[float] = ..., top_k: _Optional[int] = ..., top_p: _Optional[float] = ..., repetition_penalty: _Optional[float] = ..., max_tokens: _Optional[int] = ..., min_tokens: _Optional[int] = ..., seed: _Optional[int] = ..., min_p: _Optional[float] = ..., guidance: _Optional[float] = ..., exaggeration: _Optional[float] = ...) -> None: ...
 
 class VoiceStyle(_message.Message):
     __slots__ = ("gender", "pitch", "speed")
@@ -44,18 +50,20 @@ class VoiceStyle(_message.Message):
     def __init__(self, gender: _Optional[_Union[VoiceStyle.Gender, str]] = ..., pitch: _Optional[int] = ..., speed: _Optional[int] = ...) -> None: ...
 
 class GenerateRequest(_message.Message):
-    __slots__ = ("text", "global_tokens", "style", "speaker", "sampling")
+    __slots__ = ("text", "global_tokens", "style", "speaker", "chatterbox", "sampling")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_TOKENS_FIELD_NUMBER: _ClassVar[int]
     STYLE_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    CHATTERBOX_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     text: str
     global_tokens: GlobalTokens
     style: VoiceStyle
     speaker: Speaker
+    chatterbox: ChatterboxVoice
     sampling: SamplingParams
-    def __init__(self, text: _Optional[str] = ..., global_tokens: _Optional[_Union[GlobalTokens, _Mapping]] = ..., style: _Optional[_Union[VoiceStyle, _Mapping]] = ..., speaker: _Optional[_Union[Speaker, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ...) -> None: ...
+    def __init__(self, text: _Optional[str] = ..., global_tokens: _Optional[_Union[GlobalTokens, _Mapping]] = ..., style: _Optional[_Union[VoiceStyle, _Mapping]] = ..., speaker: _Optional[_Union[Speaker, _Mapping]] = ..., chatterbox: _Optional[_Union[ChatterboxVoice, _Mapping]] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ...) -> None: ...
 
 class Speaker(_message.Message):
     __slots__ = ("name", "global_ids")
@@ -64,6 +72,16 @@ class Speaker(_message.Message):
     name: str
     global_ids: _containers.RepeatedScalarFieldContainer[int]
     def __init__(self, name: _Optional[str] = ..., global_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ChatterboxVoice(_message.Message):
+    __slots__ = ("speaker_embedding", "prompt_tokens", "exaggeration")
+    SPEAKER_EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    EXAGGERATION_FIELD_NUMBER: _ClassVar[int]
+    speaker_embedding: _containers.RepeatedScalarFieldContainer[float]
+    prompt_tokens: _containers.RepeatedScalarFieldContainer[int]
+    exaggeration: float
+    def __init__(self, speaker_embedding: _Optional[_Iterable[float]] = ..., prompt_tokens: _Optional[_Iterable[int]] = ..., exaggeration: _Optional[float] = ...) -> None: ...
 
 class GlobalTokens(_message.Message):
     __slots__ = ("ids",)
