@@ -29,7 +29,7 @@ from voxserve.common.logging import get_logger
 from voxserve.common.request_id import outgoing_metadata
 from voxserve.v1 import generator_pb2, generator_pb2_grpc, vocoder_pb2, vocoder_pb2_grpc
 
-CODEC_OF_FAMILY = {"spark": "bicodec", "s3": "s3gen", "orpheus": "snac"}
+CODEC_OF_FAMILY = {"spark": "bicodec", "s3": "s3gen", "orpheus": "snac", "chatterbox": "s3gen"}
 # Generator tokens per vocoder token: SNAC's token is an Orpheus frame of 7 codes.
 CODES_PER_TOKEN = {"snac": 7}
 # Codecs whose voice comes with the generator's first frame (the others open their stream at once).

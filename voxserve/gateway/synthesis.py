@@ -103,6 +103,8 @@ class Synthesis:
             generate.sampling.max_tokens = self.default_max_tokens(text)
         if self.voice.family == "s3":
             pass  # the voice is the vocoder's prompt; the generator takes text alone
+        elif self.voice.chatterbox is not None:
+            generate.chatterbox.CopyFrom(self.voice.chatterbox)
         elif self.voice.speaker is not None:
             generate.speaker.name = self.voice.speaker
             generate.speaker.global_ids.extend(self.global_ids or ())

@@ -7,6 +7,9 @@ segment; later segments reuse them).
 An s3 voice is a conditioning file (prompt speech tokens, their mel, an x-vector) that the
 vocoder's flow continues from; the gateway reads it once and sends it with every stream.
 An orpheus voice is a speaker name in the generator's prompt.
+A chatterbox voice is a `conds.pt` file: its T3 part (speaker embedding, prompt speech tokens,
+exaggeration) goes to the generator with every segment, its S3Gen part to the vocoder as an s3
+voice's file does.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ import numpy as np
 import yaml
 from safetensors.numpy import load_file
 
+from voxserve.gateway.torch_file import read_torch_file
 from voxserve.packs.speakers import check_speaker_name
 from voxserve.v1 import generator_pb2, speech_pb2, vocoder_pb2
 
 SPARK_SAMPLE_RATE = 16000
-SAMPLE_RATE = {"spark": SPARK_SAMPLE_RATE, "s3": 24000, "orpheus": 24000}
-SAMPLES_PER_TOKEN = {"spark": 320, "s3": 960, "orpheus": 2048}
+SAMPLE_RATE = {"spark": SPARK_SAMPLE_RATE, "s3": 24000, "orpheus": 24000, "chatterbox": 24000}
+SAMPLES_PER_TOKEN = {"spark": 320, "s3": 960, "orpheus": 2048, "chatterbox": 960}
 """Samples of one vocoder token (an Orpheus token is a SNAC frame of 7 generator tokens)."""
 GENERATOR_TOKENS_PER_TOKEN = {"orpheus": 7}
 GENERATOR_TOKENS_PER_SECOND = {
@@ -53,6 +57,8 @@ class Voice:
     """The model pack the voice belongs to, as the registry names it (informational)."""
     speaker: str | None = None
     """A speaker name of the pack (orpheus voices, speaker-name spark fine-tunes)."""
+    chatterbox: generator_pb2.ChatterboxVoice | None = None
+    """A chatterbox voice's T3 conditioning, read from its file."""
 
     @property
     def controllable(self) -> bool:
@@ -157,11 +163,14 @@ def _voice_from_entry(entry: dict[str, Any], base: Path) -> Voice:
     description, pack = str(entry.get("description", "")), str(entry.get("pack", ""))
     if family not in FAMILIES:
         raise ValueError(f"voice {voice_id!r}: family must be one of {', '.join(FAMILIES)}")
-    if family == "s3":
+    if family in ("s3", "chatterbox"):
         if "conditioning" not in entry:
-            raise ValueError(f"voice {voice_id!r}: an s3 voice needs a conditioning file")
-        prompt = read_s3_prompt(base / entry["conditioning"])
-        return Voice(voice_id, description, family="s3", s3_prompt=prompt, pack=pack)
+            raise ValueError(f"voice {voice_id!r}: a {family} voice needs a conditioning file")
+        if family == "s3":
+            prompt = read_s3_prompt(base / entry["conditioning"])
+            return Voice(voice_id, description, family="s3", s3_prompt=prompt, pack=pack)
+        t3, prompt = read_conds_voice(base / entry["conditioning"])
+        return Voice(voice_id, description, family=family, s3_prompt=prompt, pack=pack, chatterbox=t3)
     speaker = entry.get("speaker")
     if speaker is not None:
         try:
@@ -208,9 +217,13 @@ def read_s3_prompt(path: Path) -> vocoder_pb2.S3Prompt:
     if missing:
         raise ValueError(f"voice file {path} lacks {', '.join(missing)}")
     tokens, mel, xvector = (tensors[k] for k in S3_KEYS)
+    return _s3_prompt(path, tokens, mel, xvector)
+
+
+def _s3_prompt(path: Path, tokens: np.ndarray, mel: np.ndarray, xvector: np.ndarray) -> vocoder_pb2.S3Prompt:
     if tokens.ndim != 1 or mel.ndim != 2 or mel.shape[0] != 2 * tokens.shape[0] or xvector.ndim != 1:
         raise ValueError(
-            f"voice file {path}: expected prompt_tokens [P], prompt_mel [2P, bins], xvector [D]; got "
+            f"voice file {path}: expected prompt tokens [P], prompt mel [2P, bins], x-vector [D]; got "
             f"{list(tokens.shape)}, {list(mel.shape)}, {list(xvector.shape)}"
         )
     return vocoder_pb2.S3Prompt(
@@ -218,3 +231,25 @@ def read_s3_prompt(path: Path) -> vocoder_pb2.S3Prompt:
         prompt_mel_f32=mel.astype("<f4").tobytes(),
         xvector=xvector.astype(np.float32).tolist(),
     )
+
+
+def read_conds_voice(path: Path) -> tuple[generator_pb2.ChatterboxVoice, vocoder_pb2.S3Prompt]:
+    """A Chatterbox `conds.pt` ({"t3": {speaker_emb [1, 256], cond_prompt_speech_tokens [1, P],
+    emotion_adv [1, 1, 1]}, "gen": {prompt_token [1, P'], prompt_feat [1, 2P', 80], embedding
+    [1, 192]}}) as the generator's voice and the vocoder's prompt. The services check values."""
+    conds = read_torch_file(path)
+    try:
+        t3, gen = conds["t3"], conds["gen"]
+        speaker, tokens = t3["speaker_emb"], t3["cond_prompt_speech_tokens"]
+        exaggeration = t3.get("emotion_adv")
+        s3_tokens, mel, xvector = gen["prompt_token"], gen["prompt_feat"], gen["embedding"]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"voice file {path} is not a Chatterbox conds file: no {exc}") from exc
+    voice = generator_pb2.ChatterboxVoice(
+        speaker_embedding=np.asarray(speaker, np.float32).reshape(-1).tolist(),
+        prompt_tokens=np.asarray(tokens).reshape(-1).astype(np.int64).tolist(),
+    )
+    if exaggeration is not None:
+        voice.exaggeration = float(np.asarray(exaggeration).reshape(-1)[0])
+    s3 = _s3_prompt(path, np.asarray(s3_tokens)[0], np.asarray(mel)[0], np.asarray(xvector).reshape(-1))
+    return voice, s3

@@ -32,7 +32,7 @@ def build_codec(config: VocoderConfig) -> Codec:
     if config.dtype not in DTYPES:
         raise ValueError(f"VOXSERVE_VOCODER_DTYPE={config.dtype!r}: expected one of {', '.join(DTYPES)}")
     pack = resolve_pack(config.pack)
-    if pack.family == "s3":
+    if pack.family in ("s3", "chatterbox"):
         return S3GenCodec.from_pack(pack.root, device=config.device, dtype=DTYPES[config.dtype])
     if pack.family == "orpheus":
         return SnacCodec.from_pack(pack.root, device=config.device, dtype=DTYPES[config.dtype])
