@@ -7,6 +7,7 @@ python -m bench scaling                                 # vocoder compute per au
 python -m bench s3gen                                   # S3Gen streamed vs offline vs prefix re-run
 python -m bench snac                                    # SNAC streamed vs offline vs the Orpheus loop
 python -m bench long-text                               # 2,000 characters: pipelined segments vs not
+python -m bench chatterbox                              # Chatterbox: tokens streamed to the flow vs all first
 python -m bench faults leak                             # 1,000 randomly cancelled streams: nothing left live
 python -m bench faults overload --seconds 60            # 2x the gateway's limit: refusals, admitted stalls
 python -m bench faults soak --seconds 600               # steady load with 5% cancelling: errors, memory
@@ -122,6 +123,31 @@ def cmd_long_text(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chatterbox(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from bench.chatterbox_pipeline import run_chatterbox_pipeline, table
+    from voxserve.packs.pack import Pack, write_random_pack
+
+    with tempfile.TemporaryDirectory() as scratch:
+        if args.pack:
+            pack = Pack.open(args.pack)
+        else:
+            pack = write_random_pack(Path(scratch), "tiny", seed=args.pack_seed, family="chatterbox")
+        if pack.family != "chatterbox":
+            print(
+                f"error: {pack.root} is a {pack.family} pack; this benchmark needs a chatterbox pack",
+                file=sys.stderr,
+            )
+            return 2
+        result = run_chatterbox_pipeline(
+            pack.root, Path(args.out), runs=args.runs, tokens=args.tokens, seed=args.seed, kind=args.kind
+        )
+    print(table(result))
+    print(f"\nwritten: {result['written']}")
+    return 0
+
+
 def cmd_faults(args: argparse.Namespace) -> int:
     from bench.faults import run_faults
 
@@ -218,6 +244,19 @@ def parser() -> argparse.ArgumentParser:
     lt.add_argument("--max-tokens", type=int, default=0, help="cap per segment (0: the gateway's default)")
     lt.add_argument("--out", default=str(DEFAULT_OUT))
     lt.set_defaults(func=cmd_long_text)
+
+    cb = sub.add_parser(
+        "chatterbox",
+        help="Chatterbox first audio: S3 tokens pipelined to the vocoder vs all tokens, then the flow",
+    )
+    cb.add_argument("--pack", type=Path, default=None, help="a chatterbox pack; default: a tiny random one")
+    cb.add_argument("--pack-seed", type=int, default=0, help="seed of the default tiny pack")
+    cb.add_argument("--runs", type=int, default=5, help="measured runs of each mode (after one warm-up each)")
+    cb.add_argument("--tokens", type=int, default=100, help="speech tokens per request (100 = 4 s)")
+    cb.add_argument("--seed", type=int, default=0, help="sampling and vocoder seed")
+    cb.add_argument("--kind", default="medium", help="corpus group of the texts: short, medium")
+    cb.add_argument("--out", default=str(DEFAULT_OUT))
+    cb.set_defaults(func=cmd_chatterbox)
 
     fl = sub.add_parser(
         "faults", help="leak: randomly cancelled streams; soak: steady load with cancellations"

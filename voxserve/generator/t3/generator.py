@@ -68,8 +68,13 @@ class T3Generator:
             )
         return ids
 
+    def _room(self, prompt_rows: int) -> int:
+        """Engine steps the request may take: the model's length and T3's speech positions."""
+        return min(self.max_model_len - prompt_rows, self.config.max_speech_tokens)
+
     def _budget(self, sampling: Sampling, prompt_rows: int) -> int:
-        room = min(self.max_model_len - prompt_rows, self.config.max_speech_tokens) - 1  # the stop id
+        """Speech tokens to deliver (ids T3 writes that are not speech are not counted)."""
+        room = self._room(prompt_rows) - 1  # the stop id
         if sampling.max_tokens is None:
             budget = min(self.max_tokens, DEFAULT_MAX_SPEECH_TOKENS, room)
             if budget < 1:
@@ -85,7 +90,7 @@ class T3Generator:
             )
         return sampling.max_tokens
 
-    def _params(self, sampling: Sampling, budget: int) -> Any:
+    def _params(self, sampling: Sampling, budget: int, room: int) -> Any:
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -101,7 +106,9 @@ class T3Generator:
             top_p=1.0 if greedy else sampling.top_p,
             min_p=0.0 if greedy else sampling.min_p,
             seed=sampling.seed,
-            max_tokens=budget + 1,
+            # Up to the room, not the budget: the budget counts speech tokens, and a sampled start
+            # or unused id is dropped rather than delivered; generation ends at the budget.
+            max_tokens=room,
             min_tokens=min(sampling.min_tokens, budget),
             stop_token_ids=[self.config.speech_stop],
             output_kind=RequestOutputKind.DELTA,
@@ -126,7 +133,7 @@ class T3Generator:
         budget = self._budget(sampling, prompt_rows)
         embeds = self.conditioner.prompt(voice, text_ids, exaggeration)
         result.prompt_tokens = prompt_rows
-        params = self._params(sampling, budget)
+        params = self._params(sampling, budget, self._room(prompt_rows))
         engine_id = f"{request_id}-t3-{uuid.uuid4().hex[:8]}"
         async for output in run_engine_request(
             self.llm, {"prompt_embeds": embeds}, params, engine_id, self._active
