@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from voxserve.gateway.voices import BUILTIN_VOICES, SPARK_SAMPLE_RATE, Voice, VoiceRegistry
@@ -199,3 +200,41 @@ def test_bad_registry_files_are_refused_naming_the_problem(tmp_path: Path, text:
     path.write_text(text)
     with pytest.raises(ValueError, match=needle):
         VoiceRegistry.from_file(path)
+
+
+def test_chatterbox_voices_come_from_conds_files(tmp_path: Path) -> None:
+    import torch
+
+    from voxserve.generator.t3.voice import T3Voice, write_conds
+    from voxserve.vocoder.codecs.s3gen.config import TINY
+    from voxserve.vocoder.codecs.s3gen.voice import S3Voice
+
+    t3 = T3Voice(torch.linspace(-1, 1, 256), torch.arange(100, 250), exaggeration=0.7)
+    s3 = S3Voice.random(TINY.flow, 20, seed=3)
+    write_conds(tmp_path / "calm.pt", t3, s3)
+    entry = {"id": "calm", "family": "chatterbox", "conditioning": "calm.pt", "description": "Calm"}
+    (tmp_path / "voices.json").write_text(json.dumps({"voices": [entry]}))
+    voice = VoiceRegistry.from_file(tmp_path / "voices.json").get("calm")
+    assert voice is not None and voice.family == "chatterbox"
+    assert voice.to_proto().sample_rate == 24000
+    assert voice.chatterbox is not None and voice.s3_prompt is not None
+    assert list(voice.chatterbox.prompt_tokens) == list(range(100, 250))
+    assert np.allclose(voice.chatterbox.speaker_embedding, t3.speaker_embedding.numpy())
+    assert voice.chatterbox.exaggeration == pytest.approx(0.7)
+    assert list(voice.s3_prompt.prompt_tokens) == s3.prompt_tokens.tolist()
+    mel = np.frombuffer(voice.s3_prompt.prompt_mel_f32, "<f4").reshape(-1, 80)
+    assert np.array_equal(mel, s3.prompt_mel.numpy())
+    assert np.allclose(voice.s3_prompt.xvector, s3.xvector.numpy())
+
+
+@pytest.mark.parametrize(
+    ("conditioning", "needle"),
+    [(None, "a chatterbox voice needs a conditioning file"), ("missing.pt", "missing.pt")],
+)
+def test_bad_chatterbox_entries_are_refused(tmp_path: Path, conditioning: str | None, needle: str) -> None:
+    entry: dict[str, str] = {"id": "x", "family": "chatterbox"}
+    if conditioning is not None:
+        entry["conditioning"] = conditioning
+    (tmp_path / "voices.json").write_text(json.dumps({"voices": [entry]}))
+    with pytest.raises(ValueError, match=needle):
+        VoiceRegistry.from_file(tmp_path / "voices.json")
