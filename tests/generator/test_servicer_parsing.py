@@ -6,9 +6,18 @@ import dataclasses
 import math
 
 import pytest
+import torch
 
 from voxserve.common.status import InvalidArgument
-from voxserve.generator.engine import NUM_GLOBAL_TOKENS, Frame, GenerationResult, Sampling, Style
+from voxserve.generator.engine import (
+    CHATTERBOX_SAMPLING,
+    NUM_GLOBAL_TOKENS,
+    SPARK_SAMPLING,
+    Frame,
+    GenerationResult,
+    Sampling,
+    Style,
+)
 from voxserve.generator.servicer import (
     frame_to_proto,
     parse_generate_request,
@@ -16,6 +25,8 @@ from voxserve.generator.servicer import (
     parse_sampling,
     parse_style,
 )
+from voxserve.generator.t3.config import MAX_EXAGGERATION, MAX_GUIDANCE
+from voxserve.generator.t3.voice import DEFAULT_EXAGGERATION, T3Voice
 from voxserve.v1 import generator_pb2
 
 SP = generator_pb2.SamplingParams
@@ -268,3 +279,239 @@ def test_bad_speakers_are_refused_naming_the_field(
 ) -> None:
     with pytest.raises(InvalidArgument, match=match):
         parse_generate_request(request_, max_text_chars=100, max_tokens=100, num_global=4096, family=family)
+
+
+def chatterbox_sampling(msg: generator_pb2.SamplingParams) -> Sampling:
+    return parse_sampling(msg, LIMIT, CHATTERBOX_SAMPLING, "chatterbox")
+
+
+def test_unset_fields_keep_the_chatterbox_defaults() -> None:
+    parsed = chatterbox_sampling(SP())
+    assert parsed == CHATTERBOX_SAMPLING
+    assert (parsed.temperature, parsed.top_p, parsed.top_k) == (0.8, 1.0, 0)
+    assert (parsed.repetition_penalty, parsed.min_p, parsed.guidance) == (1.2, 0.05, 0.5)
+    assert parsed.exaggeration is None and parsed.max_tokens is None and parsed.seed is None
+
+
+def test_unset_fields_keep_the_spark_defaults_without_chatterbox_ones() -> None:
+    parsed = parse_sampling(SP(), LIMIT, SPARK_SAMPLING, "spark")
+    assert parsed == SPARK_SAMPLING
+    assert parsed.min_p == 0.0 and parsed.guidance is None and parsed.exaggeration is None
+
+
+def test_a_set_field_changes_only_that_field_of_the_family_defaults() -> None:
+    assert chatterbox_sampling(SP(top_k=7)) == dataclasses.replace(CHATTERBOX_SAMPLING, top_k=7)
+    parsed = chatterbox_sampling(SP(guidance=0.0, min_p=0.0, exaggeration=0.0))
+    assert parsed == dataclasses.replace(CHATTERBOX_SAMPLING, guidance=0.0, min_p=0.0, exaggeration=0.0)
+
+
+def test_min_p_is_accepted_for_every_family() -> None:
+    assert parse_sampling(SP(min_p=0.25), LIMIT).min_p == 0.25
+    assert chatterbox_sampling(SP(min_p=0.25)).min_p == 0.25
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("min_p", 0.0),
+        ("min_p", 0.99),
+        ("guidance", 0.0),
+        ("guidance", MAX_GUIDANCE),
+        ("exaggeration", 0.0),
+        ("exaggeration", MAX_EXAGGERATION),
+    ],
+)
+def test_chatterbox_boundaries_accepted(field: str, value: float) -> None:
+    assert getattr(chatterbox_sampling(SP(**{field: value})), field) == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "limit"),
+    [
+        ("min_p", -0.01, "[0, 1)"),
+        ("min_p", 1.0, "[0, 1)"),
+        ("min_p", math.nan, "[0, 1)"),
+        ("guidance", -0.01, f"[0, {MAX_GUIDANCE:g}]"),
+        ("guidance", MAX_GUIDANCE + 0.01, f"[0, {MAX_GUIDANCE:g}]"),
+        ("guidance", math.nan, f"[0, {MAX_GUIDANCE:g}]"),
+        ("guidance", math.inf, f"[0, {MAX_GUIDANCE:g}]"),
+        ("exaggeration", -0.01, f"[0, {MAX_EXAGGERATION:g}]"),
+        ("exaggeration", MAX_EXAGGERATION + 0.01, f"[0, {MAX_EXAGGERATION:g}]"),
+        ("exaggeration", math.nan, f"[0, {MAX_EXAGGERATION:g}]"),
+    ],
+)
+def test_chatterbox_sampling_out_of_range_rejected(field: str, value: float, limit: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        chatterbox_sampling(SP(**{field: value}))
+    message = str(info.value)
+    assert f"sampling.{field}=" in message
+    assert limit in message
+
+
+def test_the_chatterbox_limits_are_the_documented_ones() -> None:
+    assert (MAX_GUIDANCE, MAX_EXAGGERATION) == (3.0, 2.0)
+    with pytest.raises(InvalidArgument, match=r"sampling.guidance=3.5 must be in \[0, 3\]"):
+        chatterbox_sampling(SP(guidance=3.5))
+    with pytest.raises(InvalidArgument, match=r"sampling.exaggeration=2.5 must be in \[0, 2\]"):
+        chatterbox_sampling(SP(exaggeration=2.5))
+
+
+@pytest.mark.parametrize("family", ["spark", "orpheus", "s3"])
+@pytest.mark.parametrize("field", ["guidance", "exaggeration"])
+def test_chatterbox_only_fields_are_refused_for_other_families(family: str, field: str) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        parse_sampling(SP(**{field: 0.5}), LIMIT, SPARK_SAMPLING, family)
+    message = str(info.value)
+    assert f"sampling.{field} is not accepted" in message
+    assert "chatterbox" in message
+
+
+def test_chatterbox_only_fields_are_refused_for_spark_through_the_request() -> None:
+    request = generator_pb2.GenerateRequest(text="hi", sampling=SP(guidance=0.5))
+    with pytest.raises(InvalidArgument, match=r"sampling\.guidance is not accepted"):
+        parse_generate_request(request, max_text_chars=100, max_tokens=100, num_global=4096)
+
+
+EMBEDDING = [0.0625 * (i % 16) for i in range(256)]
+CV = generator_pb2.ChatterboxVoice
+
+
+def chatterbox_request(
+    voice: generator_pb2.ChatterboxVoice | None = None, sampling: generator_pb2.SamplingParams | None = None
+) -> generator_pb2.GenerateRequest:
+    request = generator_pb2.GenerateRequest(text="  hello there  ", sampling=sampling)
+    if voice is not None:
+        request.chatterbox.CopyFrom(voice)
+    return request
+
+
+def parse_chatterbox(request: generator_pb2.GenerateRequest, family: str = "chatterbox") -> dict:
+    return parse_generate_request(
+        request,
+        max_text_chars=100,
+        max_tokens=LIMIT,
+        num_global=0,
+        family=family,
+        defaults=CHATTERBOX_SAMPLING if family == "chatterbox" else SPARK_SAMPLING,
+    )
+
+
+def test_a_chatterbox_voice_is_parsed_into_a_t3_voice() -> None:
+    tokens = [0, 6560, 17, 4000]
+    args = parse_chatterbox(chatterbox_request(CV(speaker_embedding=EMBEDDING, prompt_tokens=tokens)))
+    assert set(args) == {"text", "chatterbox", "sampling"}
+    assert args["text"] == "hello there"
+    assert args["sampling"] == CHATTERBOX_SAMPLING
+    voice = args["chatterbox"]
+    assert isinstance(voice, T3Voice)
+    assert voice.speaker_embedding.dtype == torch.float32 and voice.prompt_tokens.dtype == torch.int64
+    assert voice.speaker_embedding.tolist() == EMBEDDING
+    assert voice.prompt_tokens.tolist() == tokens
+    assert voice.exaggeration == DEFAULT_EXAGGERATION
+
+
+def test_a_chatterbox_voice_keeps_its_own_exaggeration_and_the_request_sampling() -> None:
+    voice = CV(speaker_embedding=EMBEDDING, prompt_tokens=[1] * 150, exaggeration=2.0)
+    args = parse_chatterbox(chatterbox_request(voice, SP(guidance=1.5, exaggeration=0.25)))
+    assert args["chatterbox"].exaggeration == 2.0
+    assert args["chatterbox"].prompt_tokens.numel() == 150
+    assert args["sampling"] == dataclasses.replace(CHATTERBOX_SAMPLING, guidance=1.5, exaggeration=0.25)
+
+
+def test_a_chatterbox_pack_without_a_voice_uses_its_own() -> None:
+    args = parse_chatterbox(chatterbox_request(sampling=SP(exaggeration=0.0)))
+    assert args == {
+        "text": "hello there",
+        "sampling": dataclasses.replace(CHATTERBOX_SAMPLING, exaggeration=0.0),
+    }
+
+
+def test_sampling_errors_are_reported_with_a_chatterbox_voice() -> None:
+    voice = CV(speaker_embedding=EMBEDDING, prompt_tokens=[1])
+    with pytest.raises(InvalidArgument, match=r"sampling.min_p=1 must be in \[0, 1\)"):
+        parse_chatterbox(chatterbox_request(voice, SP(min_p=1.0)))
+
+
+@pytest.mark.parametrize(
+    ("voice", "match"),
+    [
+        (
+            CV(speaker_embedding=EMBEDDING[:255], prompt_tokens=[1]),
+            r"chatterbox.speaker_embedding must be 256",
+        ),
+        (
+            CV(speaker_embedding=[*EMBEDDING, 0.0], prompt_tokens=[1]),
+            r"chatterbox.speaker_embedding must be 256",
+        ),
+        (CV(prompt_tokens=[1]), r"chatterbox.speaker_embedding must be 256 floats, got \(0,\)"),
+        (
+            CV(speaker_embedding=[*EMBEDDING[:-1], math.nan], prompt_tokens=[1]),
+            "chatterbox.speaker_embedding must be finite",
+        ),
+        (
+            CV(speaker_embedding=[math.inf, *EMBEDDING[1:]], prompt_tokens=[1]),
+            "chatterbox.speaker_embedding must be finite",
+        ),
+        (CV(speaker_embedding=EMBEDDING), "chatterbox.prompt_tokens has 0 tokens; it needs 1 to 150"),
+        (
+            CV(speaker_embedding=EMBEDDING, prompt_tokens=[1] * 151),
+            "chatterbox.prompt_tokens has 151 tokens; it needs 1 to 150",
+        ),
+        (
+            CV(speaker_embedding=EMBEDDING, prompt_tokens=[1, 6561]),
+            r"chatterbox.prompt_tokens must lie in \[0, 6561\)",
+        ),
+        (
+            CV(speaker_embedding=EMBEDDING, prompt_tokens=[-1, 1]),
+            r"chatterbox.prompt_tokens must lie in \[0, 6561\)",
+        ),
+        (
+            CV(speaker_embedding=EMBEDDING, prompt_tokens=[1], exaggeration=2.5),
+            r"chatterbox.exaggeration must be a finite number in \[0, 2\], got 2.5",
+        ),
+        (
+            CV(speaker_embedding=EMBEDDING, prompt_tokens=[1], exaggeration=-0.5),
+            "chatterbox.exaggeration must be a finite number",
+        ),
+        (
+            CV(speaker_embedding=EMBEDDING, prompt_tokens=[1], exaggeration=math.nan),
+            "chatterbox.exaggeration must be a finite number",
+        ),
+    ],
+)
+def test_bad_chatterbox_voices_are_refused_naming_the_field(
+    voice: generator_pb2.ChatterboxVoice, match: str
+) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        parse_chatterbox(chatterbox_request(voice))
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        (
+            generator_pb2.GenerateRequest(text="hi", global_tokens=generator_pb2.GlobalTokens(ids=[1] * 32)),
+            "global_tokens",
+        ),
+        (generator_pb2.GenerateRequest(text="hi", style=generator_pb2.VoiceStyle()), "style"),
+        (_speaker_request("tara"), "speaker"),
+    ],
+)
+def test_other_voices_are_refused_on_a_chatterbox_pack(
+    request_: generator_pb2.GenerateRequest, field: str
+) -> None:
+    with pytest.raises(InvalidArgument) as info:
+        parse_chatterbox(request_)
+    message = str(info.value)
+    assert message.startswith(f"{field} is not accepted")
+    assert "chatterbox family) takes a chatterbox voice" in message
+
+
+@pytest.mark.parametrize("family", ["spark", "orpheus", "s3"])
+def test_a_chatterbox_voice_is_refused_on_other_packs(family: str) -> None:
+    voice = CV(speaker_embedding=EMBEDDING, prompt_tokens=[1])
+    with pytest.raises(InvalidArgument) as info:
+        parse_chatterbox(chatterbox_request(voice), family=family)
+    message = str(info.value)
+    assert message.startswith("chatterbox is not accepted")
+    assert f"({family} family)" in message

@@ -165,7 +165,8 @@ def _voice_from_entry(entry: dict[str, Any], base: Path) -> Voice:
         raise ValueError(f"voice {voice_id!r}: family must be one of {', '.join(FAMILIES)}")
     if family in ("s3", "chatterbox"):
         if "conditioning" not in entry:
-            raise ValueError(f"voice {voice_id!r}: a {family} voice needs a conditioning file")
+            article = "an" if family == "s3" else "a"
+            raise ValueError(f"voice {voice_id!r}: {article} {family} voice needs a conditioning file")
         if family == "s3":
             prompt = read_s3_prompt(base / entry["conditioning"])
             return Voice(voice_id, description, family="s3", s3_prompt=prompt, pack=pack)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, MoveDirectionality
+from vllm.v1.sample.logits_processor.builtin import MinTokensLogitsProcessor
 
 from tests.generator.t3.reference import apply_repetition_penalty
 from voxserve.generator.t3.config import MAX_GUIDANCE
@@ -24,12 +25,16 @@ MAX_SEQS = 4
 START = 8
 
 
-def processor() -> GuidanceProcessor:
-    config: Any = SimpleNamespace(
+def processor_config() -> Any:
+    """What the processors read of a `VllmConfig`."""
+    return SimpleNamespace(
         model_config=SimpleNamespace(get_vocab_size=lambda: 2 * VOCAB),
         scheduler_config=SimpleNamespace(max_num_seqs=MAX_SEQS),
     )
-    return GuidanceProcessor(config, torch.device("cpu"), False)
+
+
+def processor() -> GuidanceProcessor:
+    return GuidanceProcessor(processor_config(), torch.device("cpu"), False)
 
 
 def guidance(weight: float = 0.5, penalty: float = 1.2, start_id: int = START) -> Guidance:
@@ -62,7 +67,9 @@ def expected_row(row: torch.Tensor, g: Guidance | None, ids: list[int]) -> torch
     if g is None:
         return cond.clone()
     guided = cond + g.weight * (cond - uncond)
-    return apply_repetition_penalty(guided, [g.start_id, *(i for i in ids if 0 <= i < VOCAB)], g.repetition_penalty)
+    return apply_repetition_penalty(
+        guided, [g.start_id, *(i for i in ids if 0 <= i < VOCAB)], g.repetition_penalty
+    )
 
 
 def check(
@@ -102,6 +109,30 @@ def test_rows_without_guidance_get_their_cond_logits_unpenalised() -> None:
     torch.testing.assert_close(out[0, :VOCAB], cond, rtol=0, atol=0)
     assert torch.isneginf(out[0, VOCAB:]).all()
     check(lp, [(None, plain), (guidance(1.5, 2.0), [1])], seed=1)
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.5, MAX_GUIDANCE])
+def test_the_stop_id_banned_by_min_tokens_stays_banned(weight: float) -> None:
+    """vLLM's min_tokens processor runs before this one (built-ins come first) and sets the stop
+    id's cond logit to -inf; at weight 0, `cond + 0 * (cond - uncond)` alone would make it NaN,
+    which greedy argmax would pick."""
+    stop = 9
+    min_tokens = MinTokensLogitsProcessor(processor_config(), torch.device("cpu"), False)
+    lp = processor()
+    guided = SamplingParams(min_tokens=2, stop_token_ids=[stop], extra_args=guidance(weight).as_args())
+    plain = SamplingParams(min_tokens=2, stop_token_ids=[stop])
+    update = BatchUpdate(
+        batch_size=2, removed=[], added=[(0, guided, None, []), (1, plain, None, [])], moved=[]
+    )
+    for each in (min_tokens, lp):
+        each.update_state(update)
+    logits = logits_for(2)
+    logits[:, stop] = logits[:, VOCAB + stop] = 100.0  # the stop id would win but for min_tokens
+    out = lp.apply(min_tokens.apply(logits))
+    assert not torch.isnan(out).any()
+    assert torch.isneginf(out[:, stop]).all()
+    assert torch.isfinite(out[:, :stop]).all()
+    assert (out.argmax(dim=1) != stop).all()
 
 
 def test_the_start_id_is_penalised_from_the_moment_the_request_is_added() -> None:
@@ -184,7 +215,9 @@ def test_a_row_moved_into_a_freed_slot_carries_its_state() -> None:
     add(lp, 3, (0, a, out_a), (1, b, out_b), (2, c, out_c))
     check(lp, [(a, out_a), (b, out_b), (c, out_c)])
     # Row 1 finishes; vLLM condenses the batch by moving row 2 down into it.
-    update = BatchUpdate(batch_size=2, removed=[], added=[], moved=[(2, 1, MoveDirectionality.UNIDIRECTIONAL)])
+    update = BatchUpdate(
+        batch_size=2, removed=[], added=[], moved=[(2, 1, MoveDirectionality.UNIDIRECTIONAL)]
+    )
     lp.update_state(update)
     out_c.append(7)  # generated after the move: still counted for the moved row
     check(lp, [(a, out_a), (c, [5, 6, 7])], seed=1)

@@ -1,11 +1,12 @@
 """Classifier-free guidance and T3's repetition penalty, as a vLLM logits processor.
 
 The T3 model returns each row's conditioned and unconditional logits side by side
-([rows, 2 * speech_vocab]). This processor runs first among the sampler's steps (it is not
-argmax-invariant), so the order is upstream's: guidance with the request's own weight,
+([rows, 2 * speech_vocab]). This processor is not argmax-invariant, so it runs before vLLM's
+temperature, min_p and top_p, and the order is upstream's: guidance with the request's own weight,
 `cond + w * (cond - uncond)`, then the repetition penalty over the generated ids including the
 speech start id, then vLLM's temperature, min_p and top_p. The second half of every row is set to
--inf, so only speech ids can be sampled.
+-inf, so only speech ids can be sampled. vLLM's built-in min_tokens processor runs before it and
+bans the stop id by setting its cond logit to -inf; such an id stays -inf here at every weight.
 
 The repetition penalty is done here rather than by vLLM's own because vLLM's counts prompt ids,
 and a T3 prompt has none that are speech tokens.
@@ -52,7 +53,11 @@ class Guidance:
         raw = (params.extra_args or {}).get(GUIDANCE_ARGS)
         if raw is None:
             return None
-        return cls(float(raw["weight"]), float(raw["repetition_penalty"]), int(raw["start_id"]))
+        try:
+            return cls(float(raw["weight"]), float(raw["repetition_penalty"]), int(raw["start_id"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            needs = "a number for weight, repetition_penalty and start_id"
+            raise ValueError(f"{GUIDANCE_ARGS} needs {needs}") from exc
 
 
 @dataclass
@@ -79,6 +84,8 @@ class GuidanceProcessor(LogitsProcessor):
             return
         if not (math.isfinite(guidance.weight) and 0 <= guidance.weight <= MAX_GUIDANCE):
             raise ValueError(f"guidance weight must lie in [0, {MAX_GUIDANCE}]")
+        if guidance.start_id < 0:
+            raise ValueError("start_id must not be negative")
         if not (0 < guidance.repetition_penalty <= MAX_REPETITION_PENALTY):
             raise ValueError(f"repetition_penalty must lie in (0, {MAX_REPETITION_PENALTY}]")
 
@@ -128,7 +135,8 @@ class GuidanceProcessor(LogitsProcessor):
                 penalties[index, 0] = row.guidance.repetition_penalty
         weights, penalties = weights.to(logits.device), penalties.to(logits.device)
         cond, uncond = logits[:, : self.vocab], logits[:, self.vocab :]
-        guided = cond + weights * (cond - uncond)
+        # An id an earlier processor banned stays banned: at weight 0, -inf + 0 * (-inf - uncond) is NaN.
+        guided = torch.where(torch.isneginf(cond), cond, cond + weights * (cond - uncond))
         self._mark_new_tokens()
         penalised = torch.where(guided < 0, guided * penalties, guided / penalties)
         guided = torch.where(self.seen[:rows], penalised, guided)

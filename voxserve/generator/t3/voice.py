@@ -22,13 +22,12 @@ from typing import Any
 
 import torch
 
-from voxserve.generator.t3.config import FULL, T3Config
+from voxserve.generator.t3.config import FULL, MAX_EXAGGERATION, T3Config
 from voxserve.vocoder.codecs.s3gen.voice import S3Voice
 
 # Upstream's prompt length: the first 6 s of the reference audio at 25 tokens a second.
 MAX_PROMPT_TOKENS = 150
 DEFAULT_EXAGGERATION = 0.5
-MAX_EXAGGERATION = 2.0
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,7 @@ class T3Voice:
         x = self.exaggeration
         if not (math.isfinite(x) and 0.0 <= x <= MAX_EXAGGERATION):
             raise ValueError(
-                f"{label}exaggeration must be a finite number in [0, {MAX_EXAGGERATION}], got {x}"
+                f"{label}exaggeration must be a finite number in [0, {MAX_EXAGGERATION:g}], got {x}"
             )
 
     @classmethod
