@@ -238,3 +238,17 @@ def test_bad_chatterbox_entries_are_refused(tmp_path: Path, conditioning: str | 
     (tmp_path / "voices.json").write_text(json.dumps({"voices": [entry]}))
     with pytest.raises(ValueError, match=needle):
         VoiceRegistry.from_file(tmp_path / "voices.json")
+
+
+def test_a_conds_file_is_a_registry_of_its_one_voice(tmp_path: Path) -> None:
+    from voxserve.packs.pack import Pack
+    from voxserve.packs.tiny_chatterbox import write_chatterbox_pack
+
+    write_chatterbox_pack(tmp_path, seed=5)
+    (tmp_path / "voices.json").unlink()  # as a Chatterbox download comes
+    registry_file = Pack(tmp_path).voices_file
+    assert registry_file == tmp_path / "conds.pt"
+    registry = VoiceRegistry.from_file(registry_file)
+    assert registry.ids == ["default"]
+    assert registry.default.family == "chatterbox" and registry.default.chatterbox is not None
+    assert len(registry.default.chatterbox.prompt_tokens) == 150

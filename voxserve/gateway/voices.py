@@ -124,9 +124,17 @@ class VoiceRegistry:
         """A registry file, YAML or JSON (JSON is YAML), whose "voices" is either a list of entries
         with an "id" or a mapping from id to entry. An entry has "description", "pack" (a label),
         "family" (default "spark") and its conditioning: spark "global_ids" (32 ids),
-        "gender"/"pitch"/"speed" or "speaker" (a speaker-name fine-tune's speaker); s3
-        "conditioning" (a voice file, relative to the registry); orpheus "speaker"."""
+        "gender"/"pitch"/"speed" or "speaker" (a speaker-name fine-tune's speaker); s3 and
+        chatterbox "conditioning" (a voice file, relative to the registry); orpheus "speaker".
+
+        A Chatterbox `conds.pt` (a `.pt` path) is a registry of its one voice, "default": what a
+        Chatterbox download without a voices.json serves."""
         path = Path(path)
+        if path.suffix == ".pt":
+            entry = {"id": "default", "family": "chatterbox", "conditioning": path.name}
+            return cls(
+                [_voice_from_entry({**entry, "description": "The pack's conds.pt voice"}, path.parent)]
+            )
         try:
             text = path.read_text()
             document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)

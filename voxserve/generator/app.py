@@ -112,7 +112,7 @@ def build_t3_engine(config: GeneratorConfig, backend: str, pack: Pack) -> T3Gene
     return T3Generator(
         llm,
         conditioner,
-        T3Tokenizer.from_file(pack.root / "tokenizer.json"),
+        T3Tokenizer.from_file(pack.root / "tokenizer.json", t3),
         default_voice,
         t3,
         max_model_len=config.max_model_len,

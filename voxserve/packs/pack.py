@@ -70,9 +70,13 @@ class Pack:
 
     @property
     def voices_file(self) -> Path | None:
-        """The pack's own voice registry, if it carries one."""
+        """The pack's own voice registry, if it carries one; a chatterbox pack without one has its
+        `conds.pt` (a registry of that one voice)."""
         path = self.root / "voices.json"
-        return path if path.is_file() else None
+        if path.is_file():
+            return path
+        conds = self.root / "conds.pt"
+        return conds if self.family == "chatterbox" and conds.is_file() else None
 
     @classmethod
     def open(cls, root: Path) -> Pack:
