@@ -68,8 +68,8 @@ def t3_engine_options() -> dict[str, Any]:
     return {
         "skip_tokenizer_init": True,
         "enable_prompt_embeds": True,
-        # The prompt is embeddings that depend on the voice: there are no token ids to share a
-        # cached prefix by.
+        # Off: a prompt's rotary positions depend on its length (`model`), so two prompts that
+        # begin with the same rows (one voice) do not share the keys of those rows.
         "enable_prefix_caching": False,
         "logits_processors": [GuidanceProcessor],
         # No generation_config.json beside the weights; the request's settings are the settings.
