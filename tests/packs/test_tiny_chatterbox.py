@@ -76,3 +76,9 @@ def test_full_size_pack_has_the_published_sizes(tmp_path: Path) -> None:
     assert (pack.root / "t3_cfg.safetensors").stat().st_size > 2_000_000_000
     state = read_t3_state(pack.root / "t3_cfg.safetensors", FULL)
     assert state["speech_head.weight"].shape == (8194, 1024)
+
+
+def test_a_directory_that_is_not_a_pack_has_no_voices_file(tmp_path: Path) -> None:
+    assert Pack(tmp_path).voices_file is None
+    (tmp_path / "conds.pt").write_bytes(b"")
+    assert Pack(tmp_path).voices_file is None  # conds.pt alone is not a chatterbox pack

@@ -76,7 +76,8 @@ class Pack:
         if path.is_file():
             return path
         conds = self.root / "conds.pt"
-        return conds if self.family == "chatterbox" and conds.is_file() else None
+        # By its files, not `family`: a directory that is not a pack has no voices, and no error.
+        return conds if conds.is_file() and (self.root / "t3_cfg.safetensors").is_file() else None
 
     @classmethod
     def open(cls, root: Path) -> Pack:
