@@ -91,8 +91,7 @@ def build_t3_engine(config: GeneratorConfig, backend: str, pack: Pack) -> T3Gene
     """Chatterbox: T3 in vLLM from the pack's `t3_cfg.safetensors` (see `t3.model`)."""
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    from voxserve.generator.t3.checkpoint import read_t3_state
-    from voxserve.generator.t3.conditioning import PREFIXES, T3Conditioner
+    from voxserve.generator.t3.conditioning import T3Conditioner
     from voxserve.generator.t3.model_dir import t3_engine_options, write_model_dir
     from voxserve.generator.t3.text import T3Tokenizer
     from voxserve.generator.t3.voice import read_conds
@@ -100,9 +99,9 @@ def build_t3_engine(config: GeneratorConfig, backend: str, pack: Pack) -> T3Gene
     started = time.monotonic()
     t3 = T3Config.of_pack(pack.root)
     checkpoint = pack.root / T3_CHECKPOINT
-    state = read_t3_state(checkpoint, t3)  # strict: names and shapes, before vLLM starts
-    conditioner = T3Conditioner({k: v for k, v in state.items() if k.startswith(PREFIXES)}, t3)
-    del state
+    # Reads only the tensors that build prompts, after checking every name and shape (before
+    # vLLM starts, so a wrong checkpoint fails at once with the names that are wrong).
+    conditioner = T3Conditioner.load(checkpoint, t3)
     default_voice, _ = read_conds(pack.root / "conds.pt")
     model_dir = write_model_dir(Path(tempfile.mkdtemp(prefix="voxserve-t3-")), checkpoint, t3)
     llm = AsyncLLM.from_engine_args(engine_args(config, backend, model_dir, **t3_engine_options()))

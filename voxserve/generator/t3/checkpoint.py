@@ -87,14 +87,16 @@ def check_t3_tensors(shapes: Mapping[str, tuple[int, ...]], config: T3Config, so
         raise ValueError(f"{source} does not match the T3 layout: {'; '.join(problems)}")
 
 
-def read_t3_state(path: Path, config: T3Config) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors as stored, after a strict check of names and shapes (read from
-    the header first, so a wrong file fails before any weight is read)."""
+def read_t3_state(path: Path, config: T3Config, prefixes: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors as stored (only those whose names start with one of `prefixes`,
+    when given), after a strict check of all names and shapes (read from the header first, so a
+    wrong file fails before any weight is read)."""
     try:
         with safe_open(str(path), framework="pt") as f:
             names = list(f.keys())
             check_t3_tensors({n: tuple(f.get_slice(n).get_shape()) for n in names}, config, str(path))
-            return {name: f.get_tensor(name) for name in expected_shapes(config)}
+            wanted = [n for n in expected_shapes(config) if not prefixes or n.startswith(prefixes)]
+            return {name: f.get_tensor(name) for name in wanted}
     except SafetensorError as exc:
         raise ValueError(f"{path}: not a readable safetensors file: {exc}") from exc
 

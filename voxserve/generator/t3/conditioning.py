@@ -8,9 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
 from torch.nn import functional as F
 
+from voxserve.generator.t3.checkpoint import read_t3_state
 from voxserve.generator.t3.config import T3Config
 from voxserve.generator.t3.voice import T3Voice
 
@@ -25,9 +25,8 @@ class T3Conditioner:
 
     @classmethod
     def load(cls, checkpoint: Path, config: T3Config, device: str = "cpu") -> T3Conditioner:
-        with safe_open(str(checkpoint), framework="pt") as f:
-            tensors = {name: f.get_tensor(name) for name in f.keys() if name.startswith(PREFIXES)}
-        return cls(tensors, config, device)
+        """From the checkpoint's tensors that build prompts, after a strict check of the file."""
+        return cls(read_t3_state(checkpoint, config, PREFIXES), config, device)
 
     def _linear(self, name: str, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.w[f"{name}.weight"], self.w.get(f"{name}.bias"))
