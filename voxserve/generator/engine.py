@@ -117,6 +117,24 @@ async def run_engine_request(
             await llm.abort(request_id)
 
 
+def sampling_params(sampling: Sampling, **overrides: Any) -> Any:
+    """vLLM's SamplingParams for a request, streaming DELTA outputs; greedy decoding (temperature
+    0) turns the truncations off."""
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    greedy = sampling.temperature == 0
+    return SamplingParams(
+        temperature=sampling.temperature,
+        top_k=0 if greedy else sampling.top_k,
+        top_p=1.0 if greedy else sampling.top_p,
+        min_p=0.0 if greedy else sampling.min_p,
+        seed=sampling.seed,
+        output_kind=RequestOutputKind.DELTA,
+        **overrides,
+    )
+
+
 def queue_seconds(output: Any) -> float:
     stats = getattr(output, "metrics", None)
     if stats is None or not getattr(stats, "scheduled_ts", 0) or not getattr(stats, "queued_ts", 0):
@@ -214,20 +232,7 @@ class TokenGenerator:
         return sampling.max_tokens // per * per
 
     def _params(self, sampling: Sampling, **overrides: Any) -> Any:
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
-        greedy = sampling.temperature == 0
-        return SamplingParams(
-            temperature=sampling.temperature,
-            top_k=0 if greedy else sampling.top_k,
-            top_p=1.0 if greedy else sampling.top_p,
-            min_p=0.0 if greedy else sampling.min_p,
-            repetition_penalty=sampling.repetition_penalty,
-            seed=sampling.seed,
-            output_kind=RequestOutputKind.DELTA,
-            **overrides,
-        )
+        return sampling_params(sampling, repetition_penalty=sampling.repetition_penalty, **overrides)
 
     def _run(self, prompt_ids: list[int], params: Any, request_id: str) -> AsyncIterator[Any]:
         return run_engine_request(

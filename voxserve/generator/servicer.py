@@ -175,14 +175,13 @@ def parse_generate_request(
         voice is None or voice in VOICES_OF_FAMILY[family],
         f"{voice} is not accepted: {_NO_VOICE_REASON.get(family, '')}",
     )
-    if voice == "chatterbox":
+    if family == "chatterbox":
+        voice_args = {"chatterbox": parse_chatterbox_voice(request.chatterbox)} if voice else {}
         return {
             "text": text,
-            "chatterbox": parse_chatterbox_voice(request.chatterbox),
+            **voice_args,
             "sampling": parse_sampling(request.sampling, max_tokens, defaults, family),
         }
-    if family == "chatterbox":
-        return {"text": text, "sampling": parse_sampling(request.sampling, max_tokens, defaults, family)}
     return {
         "text": text,
         "global_ids": parse_global_ids(list(request.global_tokens.ids), num_global)

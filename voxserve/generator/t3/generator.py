@@ -16,6 +16,7 @@ from voxserve.generator.engine import (
     Sampling,
     queue_seconds,
     run_engine_request,
+    sampling_params,
 )
 from voxserve.generator.t3.conditioning import T3Conditioner
 from voxserve.generator.t3.config import T3Config
@@ -91,27 +92,19 @@ class T3Generator:
         return sampling.max_tokens
 
     def _params(self, sampling: Sampling, budget: int, room: int) -> Any:
-        from vllm import SamplingParams
-        from vllm.sampling_params import RequestOutputKind
-
-        greedy = sampling.temperature == 0
+        # The repetition penalty is applied with the guidance (`guidance`), not by vLLM.
         guidance = Guidance(
             weight=CHATTERBOX_SAMPLING.guidance if sampling.guidance is None else sampling.guidance,  # type: ignore[arg-type]
             repetition_penalty=sampling.repetition_penalty,
             start_id=self.config.speech_start,
         )
-        return SamplingParams(
-            temperature=sampling.temperature,
-            top_k=0 if greedy else sampling.top_k,
-            top_p=1.0 if greedy else sampling.top_p,
-            min_p=0.0 if greedy else sampling.min_p,
-            seed=sampling.seed,
+        return sampling_params(
+            sampling,
             # Up to the room, not the budget: the budget counts speech tokens, and a sampled start
             # or unused id is dropped rather than delivered; generation ends at the budget.
             max_tokens=room,
             min_tokens=min(sampling.min_tokens, budget),
             stop_token_ids=[self.config.speech_stop],
-            output_kind=RequestOutputKind.DELTA,
             extra_args=guidance.as_args(),
         )
 
