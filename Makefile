@@ -5,11 +5,16 @@ VARIANT ?= cpu
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.voxserve-$(VARIANT)-installed
 
+SOURCES := services gateway bench
+
 .PHONY: setup demo test test-all protos lint bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/setup-venv.sh
+MEMBER_PROJECTS := services/shared/pyproject.toml services/generator/pyproject.toml \
+	services/vocoder/pyproject.toml gateway/pyproject.toml services/tooling/pyproject.toml
+
+$(STAMP): pyproject.toml $(MEMBER_PROJECTS) scripts/setup-venv.sh
 	VENV=$(VENV) PYTHON=$(PYTHON) VARIANT=$(VARIANT) bash scripts/setup-venv.sh
 	touch $@
 
@@ -23,13 +28,14 @@ test-all: setup
 	$(BIN)/python -m pytest -q -m ''
 
 protos: setup
-	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos --python_out=services/shared/src --pyi_out=services/shared/src \
+		--grpc_python_out=services/shared/src \
 		protos/voxserve/v1/speech.proto protos/voxserve/v1/generator.proto protos/voxserve/v1/vocoder.proto
 
 lint: setup
-	$(BIN)/ruff check voxserve bench tests
-	$(BIN)/ruff format --check voxserve bench tests
-	$(BIN)/mypy voxserve bench
+	$(BIN)/ruff check $(SOURCES) tests
+	$(BIN)/ruff format --check $(SOURCES) tests
+	$(BIN)/mypy $(SOURCES)
 
 clean:
 	rm -rf $(VENV) .voxserve demo.wav

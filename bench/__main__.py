@@ -34,7 +34,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def _pack(path: Path | None):  # type: ignore[no-untyped-def]
-    from voxserve.packs.pack import resolve_pack
+    from voxserve.random_packs.writer import resolve_pack
 
     return resolve_pack(path)
 
@@ -86,13 +86,14 @@ def _codec_stream_benchmark(args: argparse.Namespace, family: str, run: Any) -> 
     """Run a codec streaming benchmark on `--pack`, or on a tiny random pack of `family`."""
     import tempfile
 
-    from voxserve.packs.pack import Pack, write_random_pack
+    from voxserve.families.pack import Pack
+    from voxserve.random_packs.writer import write_random_pack
 
     with tempfile.TemporaryDirectory() as scratch:
         pack = Pack.open(args.pack) if args.pack else write_random_pack(Path(scratch), "tiny", family=family)
-        if pack.family != family:
+        if pack.family.name != family:
             print(
-                f"error: {pack.root} is a {pack.family} pack; this benchmark needs an {family} pack",
+                f"error: {pack.root} is a {pack.family.name} pack; this benchmark needs an {family} pack",
                 file=sys.stderr,
             )
             return 2
@@ -127,16 +128,17 @@ def cmd_chatterbox(args: argparse.Namespace) -> int:
     import tempfile
 
     from bench.chatterbox_pipeline import run_chatterbox_pipeline, table
-    from voxserve.packs.pack import Pack, write_random_pack
+    from voxserve.families.pack import Pack
+    from voxserve.random_packs.writer import write_random_pack
 
     with tempfile.TemporaryDirectory() as scratch:
         if args.pack:
             pack = Pack.open(args.pack)
         else:
             pack = write_random_pack(Path(scratch), "tiny", seed=args.pack_seed, family="chatterbox")
-        if pack.family != "chatterbox":
+        if pack.family.name != "chatterbox":
             print(
-                f"error: {pack.root} is a {pack.family} pack; this benchmark needs a chatterbox pack",
+                f"error: {pack.root} is a {pack.family.name} pack; this benchmark needs a chatterbox pack",
                 file=sys.stderr,
             )
             return 2

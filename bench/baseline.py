@@ -345,7 +345,7 @@ def build_runner(pack: Path | None, window_tokens: int | None, device: str = "cp
     """The engine (as the generator service builds it) and the pack's BiCodec in this process."""
     from voxserve.generator import config as generator_config
     from voxserve.generator.app import build_engine, prepare_vllm_environment
-    from voxserve.packs.pack import resolve_pack
+    from voxserve.random_packs.writer import resolve_pack
 
     config = generator_config.load(pack=pack)
     prepare_vllm_environment(config)

@@ -33,11 +33,11 @@ from bench.report import git_commit, machine_facts
 from bench.streamed import write_result
 from voxserve import client
 from voxserve.common.request_id import METADATA_KEY
+from voxserve.families.pack import Pack
 from voxserve.gateway.config import load as load_gateway_config
 from voxserve.gateway.pipeline import CODEC_OF_FAMILY
 from voxserve.gateway.segmenter import split_text
 from voxserve.gateway.voices import SAMPLE_RATE, SAMPLES_PER_TOKEN, VoiceRegistry, read_conds_voice
-from voxserve.packs.pack import Pack
 from voxserve.stack import LocalStack, Ports
 from voxserve.v1 import generator_pb2, generator_pb2_grpc, vocoder_pb2, vocoder_pb2_grpc
 
@@ -314,8 +314,8 @@ def run_chatterbox_pipeline(
     voice: str = "default",
 ) -> dict[str, Any]:
     pack = Pack.open(pack_root)
-    if pack.family != FAMILY:
-        raise ValueError(f"{pack.root} is a {pack.family} pack; this benchmark needs a chatterbox pack")
+    if pack.family.name != FAMILY:
+        raise ValueError(f"{pack.root} is a {pack.family.name} pack; this benchmark needs a chatterbox pack")
     t3, s3 = chatterbox_voice(pack, voice)
     texts = [t for t in load_corpus() if t.kind == kind]
     if not texts:
@@ -349,7 +349,7 @@ def run_chatterbox_pipeline(
     result: dict[str, Any] = {
         "machine": machine_facts(),
         "git_commit": git_commit(),
-        "pack": {"path": str(pack.root), "family": pack.family},
+        "pack": {"path": str(pack.root), "family": pack.family.name},
         "settings": {
             "runs": runs,
             "tokens": tokens,

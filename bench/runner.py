@@ -29,7 +29,7 @@ from bench.report import (
     summarize,
     write_json,
 )
-from voxserve.packs.pack import Pack
+from voxserve.families.pack import Pack
 from voxserve.stack import LocalStack, Ports, free_port, wait_serving
 from voxserve.vocoder.config import VocoderConfig
 
@@ -159,7 +159,7 @@ def run_bench(pack: Pack, settings: BenchSettings, out_dir: Path) -> BenchRun:
     run = BenchRun(
         machine=machine_facts(),
         git_commit=git_commit(),
-        pack={"path": str(pack.root), "family": pack.family},
+        pack={"path": str(pack.root), "family": pack.family.name},
         settings={k: v for k, v in asdict(settings).items() if k != "extra_env"}
         | {"env": settings.extra_env},
         systems=systems,

@@ -41,7 +41,7 @@ from bench.report import (
     write_json,
 )
 from bench.runner import format_level, serving_process
-from voxserve.packs.pack import Pack
+from voxserve.families.pack import Pack
 from voxserve.stack import free_port
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.config import VocoderConfig
@@ -200,7 +200,7 @@ def run_tier(pack: Pack, settings: TierSettings, out_dir: Path) -> BenchRun:
     run = BenchRun(
         machine=machine_facts(),
         git_commit=git_commit(),
-        pack={"path": str(pack.root), "family": pack.family},
+        pack={"path": str(pack.root), "family": pack.family.name},
         settings={"benchmark": "vocoder-tier"} | asdict(settings),
         systems=systems,
     )

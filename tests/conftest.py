@@ -8,7 +8,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from voxserve.packs.pack import Pack, write_tiny_pack
+from voxserve.families.pack import Pack
+from voxserve.random_packs.writer import write_tiny_pack
 from voxserve.stack import LocalStack, Ports
 from voxserve.v1 import speech_pb2, speech_pb2_grpc
 

@@ -1,4 +1,4 @@
-"""The generated code in voxserve/v1 matches the protos, and every field and rpc is documented."""
+"""The generated code (services/shared/src/voxserve/v1) matches the protos; every field and rpc has docs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ["speech.proto", "generator.proto", "vocoder.proto"]
 PROTO_PATHS = [f"protos/voxserve/v1/{name}" for name in PROTOS]
-GENERATED = ROOT / "voxserve" / "v1"
+GENERATED = ROOT / "services" / "shared" / "src" / "voxserve" / "v1"
 FIELD = re.compile(r"^(optional |repeated )?[\w.]+ \w+ = \d+;")
 
 

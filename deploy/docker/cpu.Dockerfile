@@ -6,11 +6,13 @@ ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY voxserve ./voxserve
-COPY bench ./bench
+COPY services/shared ./services/shared
+COPY services/generator ./services/generator
+COPY services/vocoder ./services/vocoder
+COPY gateway ./gateway
+COPY services/tooling ./services/tooling
 RUN pip install --no-cache-dir setuptools==80.9.0 wheel==0.45.1 \
- && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
+ && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels ./services/shared ./services/generator ./services/vocoder ./gateway ./services/tooling
 
 FROM ${PYTHON_IMAGE}
 COPY --from=build /wheels /wheels
@@ -35,7 +37,7 @@ USER 10001
 EXPOSE 50051 50052 50053 9101 9102 9103
 # The gateway's port by default; a container serving generator or vocoder overrides it.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
-  CMD ["voxserve", "health", "--address", "127.0.0.1:50051"]
+  CMD ["voxserve-health", "--address", "127.0.0.1:50051"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["voxserve"]
 CMD ["serve", "gateway"]

@@ -4,20 +4,16 @@ ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY voxserve ./voxserve
-COPY bench ./bench
+COPY services/shared ./services/shared
+COPY gateway ./gateway
 RUN pip install --no-cache-dir setuptools==80.9.0 wheel==0.45.1 \
- && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
+ && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels ./services/shared ./gateway
 
 FROM ${PYTHON_IMAGE}
-# The gateway's own dependencies only: the package's metadata also lists torch and transformers,
-# which the generator and vocoder need and the gateway never imports.
-COPY deploy/docker/gateway-requirements.txt /tmp/requirements.txt
+# The gateway's distribution and what it declares: no torch, no vLLM, no transformers.
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir -r /tmp/requirements.txt \
- && pip install --no-cache-dir --no-deps /wheels/*.whl \
- && rm -rf /wheels /tmp/requirements.txt \
+RUN pip install --no-cache-dir /wheels/*.whl \
+ && rm -rf /wheels \
  && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin voxserve
 ENV VOXSERVE_GATEWAY_HOST=0.0.0.0 \
     VOXSERVE_GATEWAY_PORT=50051 \
@@ -26,6 +22,6 @@ ENV VOXSERVE_GATEWAY_HOST=0.0.0.0 \
 USER 10001
 EXPOSE 50051 9101
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["voxserve", "health", "--address", "127.0.0.1:50051"]
+  CMD ["voxserve-health", "--address", "127.0.0.1:50051"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["voxserve", "serve", "gateway"]
+ENTRYPOINT ["voxserve-gateway"]

@@ -6,11 +6,10 @@ ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY voxserve ./voxserve
-COPY bench ./bench
+COPY services/shared ./services/shared
+COPY services/generator ./services/generator
 RUN pip install --no-cache-dir setuptools==80.9.0 wheel==0.45.1 \
- && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
+ && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels ./services/shared ./services/generator
 
 FROM ${PYTHON_IMAGE}
 COPY --from=build /wheels /wheels
@@ -27,6 +26,6 @@ ENV VOXSERVE_GENERATOR_HOST=0.0.0.0 \
 USER 10001
 EXPOSE 50052 9102
 HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
-  CMD ["voxserve", "health", "--address", "127.0.0.1:50052"]
+  CMD ["voxserve-health", "--address", "127.0.0.1:50052"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["voxserve", "serve", "generator"]
+ENTRYPOINT ["voxserve-generator"]

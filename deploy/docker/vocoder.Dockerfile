@@ -6,11 +6,10 @@ ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY voxserve ./voxserve
-COPY bench ./bench
+COPY services/shared ./services/shared
+COPY services/vocoder ./services/vocoder
 RUN pip install --no-cache-dir setuptools==80.9.0 wheel==0.45.1 \
- && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
+ && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels ./services/shared ./services/vocoder
 
 FROM ${PYTHON_IMAGE}
 COPY --from=build /wheels /wheels
@@ -29,6 +28,6 @@ ENV VOXSERVE_VOCODER_HOST=0.0.0.0 \
 USER 10001
 EXPOSE 50053 9103
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["voxserve", "health", "--address", "127.0.0.1:50053"]
+  CMD ["voxserve-health", "--address", "127.0.0.1:50053"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["voxserve", "serve", "vocoder"]
+ENTRYPOINT ["voxserve-vocoder"]

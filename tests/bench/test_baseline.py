@@ -27,11 +27,11 @@ from bench.baseline import (
     fade_in_weights,
 )
 from voxserve.client import synthesize
-from voxserve.common.audio import f32_from_bytes
+from voxserve.families.pack import Pack
+from voxserve.gateway.audio import f32_from_bytes
 from voxserve.gateway.pipeline import SegmentStats, UpstreamError
 from voxserve.generator.engine import Frame, GenerationResult, Sampling, Speaker, Style
-from voxserve.packs.pack import Pack
-from voxserve.packs.tiny_bicodec import write_tiny_bicodec
+from voxserve.random_packs.tiny_bicodec import write_tiny_bicodec
 from voxserve.stack import free_port, wait_serving
 from voxserve.v1 import generator_pb2, vocoder_pb2
 from voxserve.vocoder.codecs.base import VoiceConditioning

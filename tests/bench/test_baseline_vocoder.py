@@ -12,8 +12,8 @@ import pytest
 
 from bench.baseline import baseline_decode_windows
 from bench.baseline_vocoder import BaselineVocoderServicer
-from tests.vocoder.helpers import refused
-from voxserve.packs.tiny_bicodec import write_tiny_bicodec
+from tests.services.vocoder.helpers import refused
+from voxserve.random_packs.tiny_bicodec import write_tiny_bicodec
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.bicodec import BiCodec
 

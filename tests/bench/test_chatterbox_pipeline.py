@@ -28,7 +28,8 @@ from bench.chatterbox_pipeline import (
 )
 from bench.corpus import Text
 from voxserve import client
-from voxserve.packs.pack import Pack, write_random_pack
+from voxserve.families.pack import Pack
+from voxserve.random_packs.writer import write_random_pack
 from voxserve.v1 import generator_pb2, speech_pb2, vocoder_pb2
 
 TEXT = Text("medium-0", "medium", "A sentence to speak.")
@@ -206,6 +207,6 @@ def test_the_command_takes_its_options_and_refuses_another_family(tmp_path: Path
     assert args.func is cmd_chatterbox
     assert (args.runs, args.tokens, args.seed, args.kind, args.pack) == (2, 50, 4, "medium", None)
     spark = write_random_pack(tmp_path / "spark", "tiny", seed=2)
-    assert Pack.open(spark.root).family == "spark"
+    assert Pack.open(spark.root).family.name == "spark"
     args = parser().parse_args(["chatterbox", "--pack", str(spark.root), "--out", str(tmp_path)])
     assert args.func(args) == 2

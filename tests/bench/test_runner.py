@@ -9,7 +9,7 @@ import pytest
 from bench.corpus import load_corpus
 from bench.report import read_json
 from bench.runner import BenchSettings, measure_system, run_bench, running_system
-from voxserve.packs.pack import Pack
+from voxserve.families.pack import Pack
 from voxserve.stack import LocalStack
 
 

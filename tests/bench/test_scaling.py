@@ -17,7 +17,7 @@ from bench.scaling import (
     vocoder_policy,
     voxserve_decode_windows,
 )
-from voxserve.packs.tiny_bicodec import write_tiny_bicodec
+from voxserve.random_packs.tiny_bicodec import write_tiny_bicodec
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.stream import ChunkPolicy
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from bench.snac_stream import measure, run_snac_stream
-from voxserve.packs.tiny_snac import write_snac
+from voxserve.random_packs.tiny_snac import write_snac
 from voxserve.vocoder.codecs.snac.codec import SnacCodec
 from voxserve.vocoder.stream import ChunkPolicy
 

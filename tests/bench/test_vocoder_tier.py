@@ -8,7 +8,7 @@ import pytest
 
 from bench.report import read_json
 from bench.vocoder_tier import TierSettings, run_tier, running_vocoder
-from voxserve.packs.pack import Pack
+from voxserve.families.pack import Pack
 
 
 def test_every_system_streams_every_sample_and_the_run_is_recorded(tiny_pack: Pack, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from voxserve.gateway.voices import BUILTIN_VOICES, SPARK_SAMPLE_RATE, Voice, VoiceRegistry
+from voxserve.random_packs.voices import random_s3_voice, write_conds
 from voxserve.v1 import generator_pb2, speech_pb2
 
 VS = generator_pb2.VoiceStyle
@@ -205,12 +206,11 @@ def test_bad_registry_files_are_refused_naming_the_problem(tmp_path: Path, text:
 def test_chatterbox_voices_come_from_conds_files(tmp_path: Path) -> None:
     import torch
 
-    from voxserve.generator.t3.voice import T3Voice, write_conds
+    from voxserve.generator.t3.voice import T3Voice
     from voxserve.vocoder.codecs.s3gen.config import TINY
-    from voxserve.vocoder.codecs.s3gen.voice import S3Voice
 
     t3 = T3Voice(torch.linspace(-1, 1, 256), torch.arange(100, 250), exaggeration=0.7)
-    s3 = S3Voice.random(TINY.flow, 20, seed=3)
+    s3 = random_s3_voice(TINY.flow, 20, seed=3)
     write_conds(tmp_path / "calm.pt", t3, s3)
     entry = {"id": "calm", "family": "chatterbox", "conditioning": "calm.pt", "description": "Calm"}
     (tmp_path / "voices.json").write_text(json.dumps({"voices": [entry]}))
@@ -241,8 +241,8 @@ def test_bad_chatterbox_entries_are_refused(tmp_path: Path, conditioning: str | 
 
 
 def test_a_conds_file_is_a_registry_of_its_one_voice(tmp_path: Path) -> None:
-    from voxserve.packs.pack import Pack
-    from voxserve.packs.tiny_chatterbox import write_chatterbox_pack
+    from voxserve.families.pack import Pack
+    from voxserve.random_packs.tiny_chatterbox import write_chatterbox_pack
 
     write_chatterbox_pack(tmp_path, seed=5)
     (tmp_path / "voices.json").unlink()  # as a Chatterbox download comes

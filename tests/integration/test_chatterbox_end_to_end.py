@@ -19,9 +19,10 @@ from bench.s3gen_stream import snr_db
 from tests.conftest import listed_voices, running_stack
 from tests.integration.test_grpcurl import grpcurl
 from voxserve.client import synthesize
+from voxserve.families.pack import Pack
 from voxserve.gateway.voices import read_conds_voice
-from voxserve.generator.t3.voice import read_conds
-from voxserve.packs.pack import Pack, write_random_pack
+from voxserve.random_packs.voices import read_conds_voices
+from voxserve.random_packs.writer import write_random_pack
 from voxserve.stack import LocalStack, Ports
 from voxserve.v1 import generator_pb2, generator_pb2_grpc
 from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec
@@ -67,7 +68,7 @@ def test_speech_streams_at_24_khz_and_matches_the_offline_flow(chatterbox_stack:
     assert len(tokens) == 60 and all(0 <= t < 6561 for t in tokens)
     pack = Pack.open(chatterbox_stack.pack)
     codec = S3GenCodec.from_pack(pack.root)
-    _, voice = read_conds(pack.root / "conds.pt")
+    _, voice = read_conds_voices(pack.root / "conds.pt")
     reference = decode_offline(codec.model, torch.tensor(tokens), voice, seed=21)
     streamed = torch.from_numpy(np.frombuffer(result.pcm16, "<i2").astype(np.float32) / 32768.0)
     assert snr_db(reference, streamed) > 20.0

@@ -12,10 +12,10 @@ import soundfile
 import torch
 
 from voxserve.client import synthesize
-from voxserve.common.audio import write_wav_pcm16
 from voxserve.common.metrics import scrape
+from voxserve.families.pack import Pack
+from voxserve.gateway.audio import write_wav_pcm16
 from voxserve.gateway.voices import VoiceRegistry
-from voxserve.packs.pack import Pack
 from voxserve.stack import LocalStack
 from voxserve.v1 import (
     generator_pb2,

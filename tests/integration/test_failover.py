@@ -16,7 +16,7 @@ import pytest
 
 from voxserve.client import synthesize
 from voxserve.common.metrics import scrape
-from voxserve.packs.pack import Pack
+from voxserve.families.pack import Pack
 from voxserve.stack import LocalStack, Ports, free_port, wait_serving
 from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
 

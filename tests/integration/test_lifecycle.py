@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from voxserve.packs.pack import Pack
+from voxserve.families.pack import Pack
 from voxserve.stack import LocalStack, Ports, wait_serving
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 

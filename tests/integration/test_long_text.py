@@ -25,11 +25,11 @@ import yaml
 
 from tests.integration.test_end_to_end import wait_idle
 from voxserve.client import FLUSH, synthesize, synthesize_stream
+from voxserve.families.pack import Pack
 from voxserve.gateway.config import load
 from voxserve.gateway.pipeline import SegmentStats, remote_runner
 from voxserve.gateway.synthesis import Synthesis
 from voxserve.gateway.voices import VoiceRegistry
-from voxserve.packs.pack import Pack
 from voxserve.stack import LocalStack, free_port, wait_serving
 from voxserve.v1 import generator_pb2, generator_pb2_grpc, speech_pb2, speech_pb2_grpc, vocoder_pb2_grpc
 

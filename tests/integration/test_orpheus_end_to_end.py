@@ -18,8 +18,9 @@ import torch
 from tests.conftest import listed_voices, running_stack
 from tests.integration.test_grpcurl import grpcurl
 from voxserve.client import synthesize
-from voxserve.packs.pack import Pack, write_random_pack
-from voxserve.packs.tiny_orpheus import ORPHEUS_VOICES
+from voxserve.families.pack import Pack
+from voxserve.random_packs.tiny_orpheus import ORPHEUS_VOICES
+from voxserve.random_packs.writer import write_random_pack
 from voxserve.stack import LocalStack, Ports
 from voxserve.v1 import generator_pb2, generator_pb2_grpc
 from voxserve.vocoder.codecs.snac.codec import SnacCodec

@@ -12,7 +12,8 @@ import torch
 from bench.s3gen_stream import snr_db
 from tests.conftest import listed_voices, running_stack
 from voxserve.client import synthesize
-from voxserve.packs.pack import Pack, write_random_pack
+from voxserve.families.pack import Pack
+from voxserve.random_packs.writer import write_random_pack
 from voxserve.stack import LocalStack, Ports
 from voxserve.v1 import generator_pb2, generator_pb2_grpc
 from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec

@@ -17,11 +17,11 @@ import pytest
 import soundfile
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.common.test_security import Pki, write_pki
 from tests.conftest import running_stack
+from tests.services.shared.common.test_security import Pki, write_pki
 from voxserve.cli import main
 from voxserve.common.auth import UNAUTHENTICATED_MESSAGE
-from voxserve.packs.pack import Pack
+from voxserve.families.pack import Pack
 from voxserve.stack import LocalStack, Ports
 from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
 

@@ -10,8 +10,8 @@ import pytest
 
 from tests.conftest import listed_voices, running_stack
 from voxserve.client import synthesize_stream
-from voxserve.packs.pack import write_random_pack
-from voxserve.packs.tiny_speakers import SPEAKER_NAMES
+from voxserve.random_packs.tiny_speakers import SPEAKER_NAMES
+from voxserve.random_packs.writer import write_random_pack
 from voxserve.stack import LocalStack, Ports
 from voxserve.v1 import generator_pb2, generator_pb2_grpc
 

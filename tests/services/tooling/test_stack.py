@@ -1,0 +1,72 @@
+"""How a local stack health-checks its services: plaintext, or over TLS with the settings the
+gateway reaches its upstreams with; a TLS service without a CA to check it is a clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.services.shared.common.test_security import write_pki
+from voxserve.cli import main
+from voxserve.common.config import ConfigError
+from voxserve.families.pack import Pack
+from voxserve.stack import LocalStack, Ports, free_port
+
+CERT = "VOXSERVE_GENERATOR_TLS_CERT_FILE"
+
+
+def test_a_plaintext_stack_is_checked_over_plaintext(tmp_path: Path) -> None:
+    stack = LocalStack(tmp_path, Ports.free())
+    assert stack.health_credentials("generator") == (None, "")
+    assert stack.health_credentials("gateway") == (None, "")
+
+
+def test_a_tls_service_is_checked_with_the_gateways_upstream_ca_and_name(tmp_path: Path) -> None:
+    pki = write_pki(tmp_path / "pki")
+    env = {
+        CERT: str(pki.server_cert),
+        "VOXSERVE_GATEWAY_UPSTREAM_TLS_CA_FILE": str(pki.ca),
+        "VOXSERVE_GATEWAY_UPSTREAM_TLS_SERVER_NAME": "localhost",
+    }
+    stack = LocalStack(tmp_path, Ports.free(), env=env)
+    credentials, server_name = stack.health_credentials("generator")
+    assert credentials is not None and server_name == "localhost"
+    assert stack.health_credentials("vocoder") == (None, ""), "the vocoder serves plaintext here"
+
+
+def test_a_tls_service_without_a_ca_to_check_it_is_refused_before_anything_starts(
+    tmp_path: Path, tiny_pack: Pack, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = LocalStack(tmp_path, Ports.free(), env={CERT: "generator.pem"})
+    with pytest.raises(
+        ConfigError, match="set VOXSERVE_GATEWAY_UPSTREAM_TLS_CA_FILE to the CA that signed it"
+    ):
+        stack.start()
+    assert not stack.processes
+    monkeypatch.setenv(CERT, "generator.pem")
+    assert main(["up", "--pack", str(tiny_pack.root), "--log-dir", str(tmp_path / "logs")]) == 2
+    assert f"voxserve: {CERT} is set, so the generator serves TLS" in capsys.readouterr().err
+
+
+def test_voxserve_health_exits_0_only_for_a_serving_service(
+    stack: LocalStack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    address = stack.ports.address("gateway")
+    assert main(["health", "--address", address]) == 0
+    assert capsys.readouterr().out.strip() == f"{address}: SERVING"
+    nobody = f"127.0.0.1:{free_port()}"
+    assert main(["health", "--address", nobody, "--timeout", "1"]) == 1
+    assert (
+        f"{nobody}: UNAVAILABLE" in capsys.readouterr().err or "DEADLINE_EXCEEDED" in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize(
+    "flags", [["--cert", "c.pem"], ["--cert", "c.pem", "--key", "k.pem"], ["--ca", "a", "--key", "k"]]
+)
+def test_voxserve_health_refuses_half_a_client_certificate(
+    flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["health", *flags]) == 2
+    assert "--cert and --key go together, and need --ca" in capsys.readouterr().err
