@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import grpc
 
 from voxserve.common import tls
-from voxserve.common.config import load_config, setting
+from voxserve.common.config import ConfigError, ServiceConfig, load_config, setting
 from voxserve.gateway.segmenter import MIN_MAX_CHARS
 
 PREFIX = "VOXSERVE_GATEWAY_"
@@ -17,8 +17,9 @@ UPSTREAM_PREFIX = f"{PREFIX}UPSTREAM_"
 
 
 @dataclass(frozen=True)
-class GatewayConfig:
-    host: str = setting("127.0.0.1", "Address to listen on")
+class GatewayConfig(ServiceConfig):
+    PREFIX: ClassVar[str] = PREFIX
+
     port: int = setting(50051, "gRPC port of the public Speech API")
     metrics_port: int = setting(9101, "Prometheus metrics port; 0 disables")
     generator_address: str = setting(
@@ -56,15 +57,6 @@ class GatewayConfig:
     max_tokens: int = setting(
         3000, "The default cap is never above this (keep <= the generator's max_tokens)"
     )
-    grace_seconds: float = setting(10.0, "Seconds in-flight requests get to finish on SIGTERM")
-    log_level: str = setting("INFO", "Log level")
-    tls_cert_file: Path | None = setting(
-        None, "PEM certificate (chain) of this service's gRPC port; with TLS_KEY_FILE it serves TLS"
-    )
-    tls_key_file: Path | None = setting(None, "PEM private key of TLS_CERT_FILE (unencrypted)")
-    tls_client_ca_file: Path | None = setting(
-        None, "PEM CA bundle: set, clients must present a certificate it signed (mutual TLS)"
-    )
     api_keys: str = setting(
         "",
         "Comma-separated API keys; with any key (here or in API_KEYS_FILE) every Speech call needs "
@@ -88,14 +80,17 @@ class GatewayConfig:
         "", "Name checked in the upstreams' certificates instead of the address's host (empty: the host)"
     )
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
+        super().check()
         # Refuse at start-up what would otherwise fail on the first request.
         if self.segment_max_chars < MIN_MAX_CHARS:
-            raise ValueError(f"{PREFIX}SEGMENT_MAX_CHARS must be >= {MIN_MAX_CHARS} (the longest inline tag)")
+            raise ConfigError(
+                f"{PREFIX}SEGMENT_MAX_CHARS must be >= {MIN_MAX_CHARS} (the longest inline tag)"
+            )
         if self.segments_in_flight < 1:
-            raise ValueError(f"{PREFIX}SEGMENTS_IN_FLIGHT must be >= 1")
+            raise ConfigError(f"{PREFIX}SEGMENTS_IN_FLIGHT must be >= 1")
         if self.crossfade_ms < 0:
-            raise ValueError(f"{PREFIX}CROSSFADE_MS must be >= 0")
+            raise ConfigError(f"{PREFIX}CROSSFADE_MS must be >= 0")
 
     def upstream_credentials(self) -> grpc.ChannelCredentials | None:
         """Credentials of the channels to generator and vocoder: None for plaintext, TLS when

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from voxserve.common.config import load_config, setting
+from voxserve.common.config import ServiceConfig, load_config, setting
 
 PREFIX = "VOXSERVE_GENERATOR_"
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorConfig(ServiceConfig):
+    PREFIX: ClassVar[str] = PREFIX
+
     pack: Path | None = setting(None, "Model pack directory; empty means the embedded default pack")
-    host: str = setting("127.0.0.1", "Address to listen on")
     port: int = setting(50052, "gRPC port")
     metrics_port: int = setting(9102, "Prometheus metrics port; 0 disables")
     max_text_chars: int = setting(2000, "Longest text accepted per request, in characters")
@@ -40,15 +41,6 @@ class GeneratorConfig:
         "when the stack shares a small machine",
     )
     enforce_eager: bool = setting(False, "Disable CUDA graphs / compilation (faster start, slower steps)")
-    grace_seconds: float = setting(10.0, "Seconds in-flight requests get to finish on SIGTERM")
-    log_level: str = setting("INFO", "Log level")
-    tls_cert_file: Path | None = setting(
-        None, "PEM certificate (chain) of this service's gRPC port; with TLS_KEY_FILE it serves TLS"
-    )
-    tls_key_file: Path | None = setting(None, "PEM private key of TLS_CERT_FILE (unencrypted)")
-    tls_client_ca_file: Path | None = setting(
-        None, "PEM CA bundle: set, clients must present a certificate it signed (mutual TLS)"
-    )
 
 
 def load(**overrides: Any) -> GeneratorConfig:

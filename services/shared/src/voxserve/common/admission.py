@@ -11,13 +11,9 @@ from collections.abc import Iterator
 
 import grpc
 
-RETRY_PUSHBACK_MS = 500
-# gRPC's standard pushback key: clients with retry policies honour it.
-RETRY_PUSHBACK = (("grpc-retry-pushback-ms", str(RETRY_PUSHBACK_MS)),)
+from voxserve.common.status import RETRY_PUSHBACK, RETRY_PUSHBACK_MS, Overloaded, abort_with
 
-
-class Overloaded(Exception):
-    """The service holds its maximum of concurrent calls."""
+__all__ = ["RETRY_PUSHBACK", "Admission", "Overloaded", "refuse_overloaded"]
 
 
 class Admission:
@@ -44,4 +40,4 @@ class Admission:
 
 
 async def refuse_overloaded(context: grpc.aio.ServicerContext, exc: Overloaded) -> None:
-    await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), RETRY_PUSHBACK)
+    await abort_with(context, exc)

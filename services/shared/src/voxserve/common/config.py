@@ -12,8 +12,9 @@ import os
 import types
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 T = TypeVar("T")
 
@@ -80,3 +81,48 @@ def describe(cls: type, prefix: str) -> list[tuple[str, str, str]]:
             default = ",".join(str(d) for d in default)
         rows.append((env_name(prefix, field.name), str(default), field.metadata.get("doc", "")))
     return rows
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """The settings every service has: its listener, TLS, metrics port, drain and log level.
+
+    A service's config subclasses it, names its `PREFIX` and redeclares the port defaults; each
+    config checks its own values when it is built (`check`), so a bad setting stops a service
+    before anything starts, with the variable's name."""
+
+    PREFIX: ClassVar[str] = "VOXSERVE_"
+
+    host: str = setting("127.0.0.1", "Address to listen on")
+    port: int = setting(0, "gRPC port")
+    metrics_port: int = setting(0, "Prometheus metrics port; 0 disables")
+    grace_seconds: float = setting(10.0, "Seconds in-flight calls get to finish on SIGTERM")
+    log_level: str = setting("INFO", "Log level: DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    tls_cert_file: Path | None = setting(
+        None, "PEM certificate (chain) of this service's gRPC port; with TLS_KEY_FILE it serves TLS"
+    )
+    tls_key_file: Path | None = setting(None, "PEM private key of TLS_CERT_FILE (unencrypted)")
+    tls_client_ca_file: Path | None = setting(
+        None, "PEM CA bundle: set, clients must present a certificate it signed (mutual TLS)"
+    )
+
+    def __post_init__(self) -> None:
+        self.check()
+
+    def name(self, field_name: str) -> str:
+        """The environment variable of a field."""
+        return env_name(self.PREFIX, field_name)
+
+    def check(self) -> None:
+        """Raise ConfigError naming the first setting out of its range. Subclasses extend it."""
+        for field_name in ("port", "metrics_port"):
+            value = getattr(self, field_name)
+            if not 0 <= value <= 65535:
+                raise ConfigError(f"{self.name(field_name)}={value}: a port is 0..65535")
+        if self.grace_seconds < 0:
+            raise ConfigError(f"{self.name('grace_seconds')}={self.grace_seconds}: must be >= 0")
+        if self.log_level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"{self.name('log_level')}={self.log_level!r}: one of {', '.join(LOG_LEVELS)}")

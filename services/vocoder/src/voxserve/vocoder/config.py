@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from voxserve.common.config import load_config, setting
+from voxserve.common.config import ServiceConfig, load_config, setting
 
 PREFIX = "VOXSERVE_VOCODER_"
 
 
 @dataclass(frozen=True)
-class VocoderConfig:
+class VocoderConfig(ServiceConfig):
+    PREFIX: ClassVar[str] = PREFIX
+
     pack: Path | None = setting(None, "Model pack directory; empty means the embedded default pack")
-    host: str = setting("127.0.0.1", "Address to listen on")
     port: int = setting(50053, "gRPC port")
     metrics_port: int = setting(9103, "Prometheus metrics port; 0 disables")
     device: str = setting("cpu", "Torch device for decoding, e.g. cpu or cuda:0")
@@ -65,15 +66,6 @@ class VocoderConfig:
         1,
         "Intra-op threads for torch on CPU; 0 leaves torch's default (one per core). One keeps a "
         "forward from stalling on threads that share cores with the event loop and other services",
-    )
-    grace_seconds: float = setting(10.0, "Seconds in-flight streams get to finish on SIGTERM")
-    log_level: str = setting("INFO", "Log level")
-    tls_cert_file: Path | None = setting(
-        None, "PEM certificate (chain) of this service's gRPC port; with TLS_KEY_FILE it serves TLS"
-    )
-    tls_key_file: Path | None = setting(None, "PEM private key of TLS_CERT_FILE (unencrypted)")
-    tls_client_ca_file: Path | None = setting(
-        None, "PEM CA bundle: set, clients must present a certificate it signed (mutual TLS)"
     )
 
 
