@@ -17,8 +17,13 @@ python -m bench report bench/results/run-*.json         # re-render a run's tabl
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         scaling=not args.no_scaling,
         kinds=args.kinds,
+        request_timeout=args.request_timeout,
     )
     run_bench(_pack(args.pack), settings, Path(args.out))
     return 0
@@ -70,6 +76,7 @@ def cmd_vocoder(args: argparse.Namespace) -> int:
         rate=args.rate,
         frame_tokens=args.frame_tokens,
         device=args.device,
+        request_timeout=args.request_timeout,
     )
     run_tier(_pack(args.pack), settings, Path(args.out))
     return 0
@@ -206,6 +213,9 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--device", default="cpu", help="where the vocoder and the baseline decode, e.g. cuda:0")
     run.add_argument("--no-scaling", action="store_true", help="skip the vocoder scaling figure")
+    run.add_argument(
+        "--request-timeout", type=float, default=300.0, help="each request's gRPC deadline in seconds"
+    )
     run.add_argument("--out", default=str(DEFAULT_OUT))
     run.set_defaults(func=cmd_run)
 
@@ -218,6 +228,9 @@ def parser() -> argparse.ArgumentParser:
     vt.add_argument("--rate", type=float, default=2.0, help="token arrival as a multiple of real time")
     vt.add_argument("--frame-tokens", type=int, default=5, help="tokens per frame")
     vt.add_argument("--device", default="cpu", help="where every system decodes, e.g. cuda:0")
+    vt.add_argument(
+        "--request-timeout", type=float, default=300.0, help="each stream's gRPC deadline in seconds"
+    )
     vt.add_argument("--out", default=str(DEFAULT_OUT))
     vt.set_defaults(func=cmd_vocoder)
 
@@ -283,9 +296,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the command as Ctrl-C does: by unwinding it (SystemExit), so each
+    running system's `with` stops the processes it started. Further signals are ignored while
+    that happens. The previous handlers are restored afterwards. Only the main thread can set
+    handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    signals = (signal.SIGTERM, signal.SIGHUP)
+
+    def unwind(signum: int, frame: object) -> None:
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+        os.write(sys.stderr.fileno(), f"{signal.Signals(signum).name}: stopping\n".encode())
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, unwind) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    return int(args.func(args))
+    with stopped_by_signals():
+        return int(args.func(args))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import grpc
 import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from bench.baseline import SeedDecodeLoop
+from bench.seed_loop import SeedDecodeLoop
 from voxserve.common.status import InvalidArgument
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.base import CodecInputError, VoiceConditioning

@@ -33,17 +33,18 @@ from bench.report import git_commit, machine_facts
 from bench.streamed import write_result
 from voxserve import client
 from voxserve.common.request_id import METADATA_KEY
+from voxserve.families import chatterbox
+from voxserve.families.chatterbox import read_conds_voice
 from voxserve.families.pack import Pack
 from voxserve.gateway.config import load as load_gateway_config
-from voxserve.gateway.pipeline import CODEC_OF_FAMILY
 from voxserve.gateway.segmenter import split_text
-from voxserve.gateway.voices import SAMPLE_RATE, SAMPLES_PER_TOKEN, VoiceRegistry, read_conds_voice
+from voxserve.gateway.voices import VoiceRegistry
 from voxserve.stack import LocalStack, Ports
 from voxserve.v1 import generator_pb2, generator_pb2_grpc, vocoder_pb2, vocoder_pb2_grpc
 
 MODES = ("pipelined", "wait-all")
-FAMILY = "chatterbox"
-CODEC = CODEC_OF_FAMILY[FAMILY]
+FAMILY = chatterbox.FAMILY
+CODEC = FAMILY.codec
 WARM_UP_TEXT = "Warm up the engine and the vocoder."
 CALL_TIMEOUT = 300.0
 
@@ -145,7 +146,7 @@ def wait_all(
     *,
     text_id: str,
     run: int,
-    sample_rate: int = SAMPLE_RATE[FAMILY],
+    sample_rate: int = FAMILY.sample_rate,
 ) -> RunFigures:
     """T3 then the flow: every token of `Generate`, then one `Decode` stream sent them all at
     once; first audio is timed from the `Generate` call to the first PCM."""
@@ -298,7 +299,7 @@ def chatterbox_voice(pack: Pack, voice_id: str) -> tuple[generator_pb2.Chatterbo
     t3, s3 = read_conds_voice(pack.root / "conds.pt")
     registry = VoiceRegistry.from_file(pack.voices_file) if pack.voices_file else None
     gateway_voice = registry.get(voice_id) if registry else None
-    if gateway_voice is None or gateway_voice.chatterbox != t3 or gateway_voice.s3_prompt != s3:
+    if gateway_voice is None or gateway_voice.parts.chatterbox != t3 or gateway_voice.parts.s3_prompt != s3:
         raise ValueError(f"{pack.root}: the gateway's voice {voice_id!r} is not the pack's conds.pt")
     return t3, s3
 
@@ -314,7 +315,7 @@ def run_chatterbox_pipeline(
     voice: str = "default",
 ) -> dict[str, Any]:
     pack = Pack.open(pack_root)
-    if pack.family.name != FAMILY:
+    if pack.family != FAMILY:
         raise ValueError(f"{pack.root} is a {pack.family.name} pack; this benchmark needs a chatterbox pack")
     t3, s3 = chatterbox_voice(pack, voice)
     texts = [t for t in load_corpus() if t.kind == kind]
@@ -353,7 +354,7 @@ def run_chatterbox_pipeline(
         "settings": {
             "runs": runs,
             "tokens": tokens,
-            "audio_seconds_per_request": tokens * SAMPLES_PER_TOKEN[FAMILY] / SAMPLE_RATE[FAMILY],
+            "audio_seconds_per_request": tokens * FAMILY.samples_per_token / FAMILY.sample_rate,
             "seed": seed,
             "voice": voice,
             "texts": [t.id for t in texts],

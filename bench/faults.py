@@ -26,7 +26,7 @@ import grpc
 
 from bench.corpus import load_corpus
 from bench.playback import Playback, underruns
-from voxserve.common.metrics import scrape
+from voxserve.scrape import scrape
 from voxserve.stack import SERVICES, LocalStack, Ports
 from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
 

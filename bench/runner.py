@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -35,6 +37,7 @@ from voxserve.vocoder.config import VocoderConfig
 
 SYSTEMS = ("voxserve", "voxserve-bs1", "baseline")
 SERVICE_START_TIMEOUT = 600.0
+STOP_GRACE_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,28 @@ class BenchSettings:
     """Where both voxserve's vocoder and the baseline decode (e.g. cuda:0)."""
     scaling: bool = True
     warmup_requests: int = 2
+    request_timeout: float = 300.0
+    """Each request's gRPC deadline, in seconds."""
     kinds: tuple[str, ...] = ()
     """Corpus groups to use (short, medium, long, hindi); empty means all."""
     extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def stop_process_group(process: subprocess.Popen[bytes], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM a process started in its own session (its graceful stop), SIGKILL it if it has not
+    exited within `grace` seconds, then SIGKILL whatever is left of its process group: the
+    processes it started (the baseline's vLLM engine core) outlive it when it dies before its own
+    stop runs, e.g. when it is terminated while still loading. The group is killed even if the
+    wait is interrupted."""
+    try:
+        if process.poll() is None:
+            process.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(grace)
+    finally:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 @contextlib.contextmanager
@@ -63,20 +85,16 @@ def serving_process(
     command: list[str], port: int, log_path: Path, env: dict[str, str] | None = None
 ) -> Iterator[str]:
     """Run `command` (a gRPC server on 127.0.0.1:`port`) until it reports SERVING; yield its
-    address; terminate it afterwards (kill if it has not exited within 30 s)."""
+    address; afterwards stop it and every process it started (`stop_process_group`)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log, env=env)
+        # Its own process group, so that stopping it reaches the processes it starts.
+        process = subprocess.Popen(command, stdout=log, stderr=log, env=env, start_new_session=True)
         try:
             wait_serving(f"127.0.0.1:{port}", SERVICE_START_TIMEOUT, process)
             yield f"127.0.0.1:{port}"
         finally:
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process_group(process)
 
 
 @contextlib.contextmanager
@@ -106,11 +124,19 @@ def running_system(name: str, pack: Pack, settings: BenchSettings, log_dir: Path
 
 
 def measure_system(address: str, texts: Sequence[Text], settings: BenchSettings) -> list[LevelSummary]:
-    asyncio.run(
+    warmup = asyncio.run(
         run_load(
-            address, 1, texts=texts, requests=settings.warmup_requests, max_tokens=20, voice=settings.voice
+            address,
+            1,
+            texts=texts,
+            requests=settings.warmup_requests,
+            max_tokens=20,
+            voice=settings.voice,
+            timeout=settings.request_timeout,
         )
     )
+    if errors := [r.error for r in warmup.records if r.error]:
+        print(f"  warm-up: {len(errors)} errors, the first: {errors[0]}", flush=True)
     levels = []
     for concurrency in settings.concurrency:
         result = asyncio.run(
@@ -122,6 +148,7 @@ def measure_system(address: str, texts: Sequence[Text], settings: BenchSettings)
                 duration=settings.duration,
                 voice=settings.voice,
                 max_tokens=settings.max_tokens,
+                timeout=settings.request_timeout,
             )
         )
         level = summarize(result, concurrency)

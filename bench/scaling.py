@@ -27,7 +27,8 @@ from typing import Any
 
 import torch
 
-from bench.baseline import baseline_decode_windows
+from bench.seed_loop import baseline_decode_windows
+from voxserve.families import spark
 from voxserve.vocoder.app import chunk_policy
 from voxserve.vocoder.codecs.base import VoiceConditioning
 from voxserve.vocoder.codecs.bicodec import BiCodec
@@ -47,7 +48,7 @@ Span = tuple[int, int]
 def vocoder_policy(codec: BiCodec, config: VocoderConfig | None = None) -> ChunkPolicy:
     """The vocoder service's chunk policy for this codec: its default chunk sizes and the context
     it would measure at start-up."""
-    return chunk_policy(config or VocoderConfig(), codec)
+    return chunk_policy(config or VocoderConfig(), codec, spark.FAMILY)
 
 
 def voxserve_decode_windows(

@@ -63,6 +63,8 @@ class TierSettings:
     frame_tokens: int = 5
     device: str = "cpu"
     seed: int = 0
+    request_timeout: float = 300.0
+    """Each stream's gRPC deadline, in seconds."""
 
 
 @contextlib.contextmanager
@@ -108,7 +110,7 @@ async def one_stream(
     sample_rate = 0
     error: str | None = None
     started = time.perf_counter()
-    call = stub.Decode(timeout=300)
+    call = stub.Decode(timeout=settings.request_timeout)
 
     async def write() -> None:
         await call.write(

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from bench.baseline import (
+from bench.baseline import MonolithicRunner
+from bench.seed_loop import (
     CROSSFADE_SAMPLES,
-    MonolithicRunner,
     SeedStitcher,
     baseline_decode_windows,
     crossfade,
@@ -28,12 +28,17 @@ from bench.baseline import (
 )
 from voxserve.client import synthesize
 from voxserve.families.pack import Pack
+from voxserve.families.registry import family_named
+from voxserve.gateway import config as gateway_config
 from voxserve.gateway.audio import f32_from_bytes
-from voxserve.gateway.pipeline import SegmentStats, UpstreamError
-from voxserve.generator.engine import Frame, GenerationResult, Sampling, Speaker, Style
+from voxserve.gateway.pipeline import SegmentJob, SegmentStats, UpstreamError
+from voxserve.gateway.servicer import SpeechServicer
+from voxserve.gateway.voices import VoiceRegistry
+from voxserve.generator.frames import Frame, GenerationResult
+from voxserve.generator.generate_args import GenerateArgs, Sampling, Style
 from voxserve.random_packs.tiny_bicodec import write_tiny_bicodec
 from voxserve.stack import free_port, wait_serving
-from voxserve.v1 import generator_pb2, vocoder_pb2
+from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc, vocoder_pb2
 from voxserve.vocoder.codecs.base import VoiceConditioning
 from voxserve.vocoder.codecs.bicodec import BiCodec
 
@@ -187,22 +192,13 @@ class FakeGenerator:
 
     semantic: list[int]
     tokens_per_frame: int = 1
-    requests: list[dict] = field(default_factory=list)
+    requests: list[GenerateArgs] = field(default_factory=list)
     closed: bool = False
 
-    async def generate(
-        self,
-        text: str,
-        *,
-        global_ids: list[int] | None,
-        style: Style | None,
-        sampling: Sampling,
-        request_id: str,
-        speaker: Speaker | None = None,
-    ) -> AsyncIterator[Frame]:
-        self.requests.append({"text": text, "global_ids": global_ids, "style": style, "sampling": sampling})
+    async def generate(self, args: GenerateArgs, request_id: str) -> AsyncIterator[Frame]:
+        self.requests.append(args)
         try:
-            yield Frame(global_ids=list(global_ids or GLOBALS))
+            yield Frame(global_ids=list(args.global_ids or GLOBALS))
             for i in range(0, len(self.semantic), self.tokens_per_frame):
                 await asyncio.sleep(0)
                 yield Frame(semantic_ids=self.semantic[i : i + self.tokens_per_frame])
@@ -233,12 +229,22 @@ def request(text: str = "Hello there.", **kwargs: object) -> generator_pb2.Gener
     return msg
 
 
+# The family whose codec a job names: the baseline serves BiCodec (spark) only.
+FAMILY_OF_CODEC = {"bicodec": family_named("spark"), "snac": family_named("orpheus")}
+
+
+def job(
+    msg: generator_pb2.GenerateRequest, codec_name: str = "bicodec", stats: SegmentStats | None = None
+) -> SegmentJob:
+    return SegmentJob(msg, FAMILY_OF_CODEC[codec_name], seed=0, stats=stats or SegmentStats())
+
+
 async def run(
     runner: MonolithicRunner, msg: generator_pb2.GenerateRequest, codec_name: str = "bicodec"
 ) -> tuple[list[vocoder_pb2.AudioChunk], SegmentStats]:
-    stats = SegmentStats()
-    chunks = [c async for c in runner(msg, codec=codec_name, seed=0, stats=stats)]
-    return chunks, stats
+    segment = job(msg, codec_name)
+    chunks = [c async for c in runner(segment)]
+    return chunks, segment.stats
 
 
 def check_contiguous(chunks: list[vocoder_pb2.AudioChunk]) -> int:
@@ -287,10 +293,10 @@ async def test_runner_parses_the_request_like_the_generator(codec: BiCodec) -> N
     chunks, _ = await run(runner, request("  Hi.  ", style=style, sampling=sampling))
     assert check_contiguous(chunks) == 12 * SPT
     (seen,) = fake.requests
-    assert seen["text"] == "Hi."
-    assert seen["global_ids"] is None
-    assert seen["style"] == Style(gender="male", pitch=3, speed=1)
-    assert seen["sampling"] == Sampling(temperature=0.5, max_tokens=40, seed=9)
+    assert seen.text == "Hi."
+    assert seen.global_ids is None
+    assert seen.style == Style(gender="male", pitch=3, speed=1)
+    assert seen.sampling == Sampling(temperature=0.5, max_tokens=40, seed=9)
 
 
 @pytest.mark.parametrize(
@@ -309,12 +315,12 @@ async def test_runner_rejects_bad_requests(
     runner = MonolithicRunner(FakeGenerator([]), codec)
     with pytest.raises(UpstreamError, match=message) as info:
         await run(runner, msg, codec_name)
-    assert info.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.status == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_runner_closes_the_engine_request_when_the_caller_leaves(codec: BiCodec) -> None:
     fake = FakeGenerator(semantic_tokens(200, codec))
-    stream = MonolithicRunner(fake, codec)(request(), codec="bicodec", seed=0, stats=SegmentStats())
+    stream = MonolithicRunner(fake, codec)(job(request()))
     await anext(stream)
     assert not fake.closed
     await stream.aclose()  # type: ignore[attr-defined]
@@ -324,6 +330,63 @@ async def test_runner_closes_the_engine_request_when_the_caller_leaves(codec: Bi
 async def test_runner_with_no_tokens_ends_with_an_empty_final_chunk(codec: BiCodec) -> None:
     chunks, _ = await run(MonolithicRunner(FakeGenerator([]), codec), request())
     assert len(chunks) == 1 and chunks[0].final and not chunks[0].pcm_f32
+
+
+async def test_runner_reports_the_voice_the_tokens_and_the_end_of_generation(codec: BiCodec) -> None:
+    # The gateway's Synthesis waits on these: without `generated` the call never ends.
+    stats = SegmentStats()
+    stream = MonolithicRunner(FakeGenerator(semantic_tokens(30, codec)), codec)(job(request(), stats=stats))
+    first = await anext(stream)
+    assert stats.voice_known.is_set() and stats.global_ids == tuple(GLOBALS)
+    assert not stats.generated.is_set()
+    assert 10 <= stats.tokens_forwarded < 30
+    rest = [chunk async for chunk in stream]
+    assert check_contiguous([first, *rest]) == 30 * SPT
+    assert stats.generated.is_set()
+    assert stats.tokens_forwarded == 30
+
+
+@pytest.fixture
+async def baseline_speech(codec: BiCodec) -> AsyncIterator[tuple[speech_pb2_grpc.SpeechStub, FakeGenerator]]:
+    """The baseline's Speech service (as `python -m bench.baseline` serves it) on a fake engine;
+    segments of at most 40 characters, so that each sentence below is one."""
+    fake = FakeGenerator(semantic_tokens(60, codec))
+    config = gateway_config.load(segment_max_chars=40, crossfade_ms=50.0)
+    servicer = SpeechServicer(VoiceRegistry.builtin(), MonolithicRunner(fake, codec), config)
+    server = grpc.aio.server()
+    speech_pb2_grpc.add_SpeechServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            yield speech_pb2_grpc.SpeechStub(channel), fake
+    finally:
+        await server.stop(None)
+
+
+@pytest.mark.parametrize(
+    ("text", "segments"),
+    [
+        ("Hello there, a short test.", 1),
+        ("Hello there, a short test. A second sentence follows it. And then a third one ends it.", 3),
+    ],
+)
+async def test_served_call_ends_after_its_last_audio(
+    baseline_speech: tuple[speech_pb2_grpc.SpeechStub, FakeGenerator], text: str, segments: int
+) -> None:
+    stub, fake = baseline_speech
+    request = speech_pb2.SynthesizeRequest(text=text, voice="female", encoding=speech_pb2.PCM16)
+    # The fake engine answers at once: a call that is still open after a few seconds hangs.
+    call = stub.Synthesize(request, timeout=10)
+    responses = [response async for response in call]
+    assert await call.code() == grpc.StatusCode.OK
+    summary = responses[-1].summary
+    assert summary.segments == segments and summary.semantic_tokens == 60 * segments
+    pcm = sum(len(r.audio.data) for r in responses if r.HasField("audio")) // 2
+    # Each seam between two segments crossfades 50 ms.
+    assert pcm == summary.samples == segments * 60 * SPT - (segments - 1) * CROSSFADE_SAMPLES
+    # Later segments speak in the voice the first one generated.
+    assert [seen.global_ids for seen in fake.requests] == [None] + [tuple(GLOBALS)] * (segments - 1)
 
 
 # -- the served baseline on a real engine ----------------------------------------------------------

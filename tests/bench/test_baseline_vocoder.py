@@ -10,8 +10,8 @@ import grpc
 import numpy as np
 import pytest
 
-from bench.baseline import baseline_decode_windows
 from bench.baseline_vocoder import BaselineVocoderServicer
+from bench.seed_loop import baseline_decode_windows
 from tests.services.vocoder.helpers import refused
 from voxserve.random_packs.tiny_bicodec import write_tiny_bicodec
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc

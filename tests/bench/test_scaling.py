@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.baseline import baseline_decode_windows
 from bench.scaling import (
     STRATEGIES,
     format_table,
@@ -17,6 +16,7 @@ from bench.scaling import (
     vocoder_policy,
     voxserve_decode_windows,
 )
+from bench.seed_loop import baseline_decode_windows
 from voxserve.random_packs.tiny_bicodec import write_tiny_bicodec
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.stream import ChunkPolicy

@@ -10,8 +10,9 @@ from typing import Any
 import grpc
 import pytest
 
+from voxserve.families import orpheus, spark
 from voxserve.gateway.app import addresses
-from voxserve.gateway.pipeline import Replicas, SegmentStats, run_segment
+from voxserve.gateway.pipeline import Replicas, SegmentJob, SegmentStats, run_segment
 from voxserve.v1 import generator_pb2, vocoder_pb2
 
 
@@ -101,10 +102,7 @@ async def test_a_segment_retried_on_another_generator_counts_only_the_tokens_tha
         async for chunk in run_segment(
             generators,
             Replicas([Vocoder()]),
-            generator_pb2.GenerateRequest(text="x"),
-            codec="bicodec",
-            seed=0,
-            stats=stats,
+            SegmentJob(generator_pb2.GenerateRequest(text="x"), spark.FAMILY, seed=0, stats=stats),
         )
     ]
     assert sum(len(c.pcm_f32) // 4 for c in chunks) == 7 * 320
@@ -128,10 +126,7 @@ async def test_a_failure_that_is_no_status_ends_the_segment_instead_of_hanging_i
     segment = run_segment(
         Replicas([BrokenGenerator()]),
         Replicas([Vocoder()]),
-        generator_pb2.GenerateRequest(text="x"),
-        codec="bicodec",
-        seed=0,
-        stats=SegmentStats(),
+        SegmentJob(generator_pb2.GenerateRequest(text="x"), spark.FAMILY, seed=0),
     )
     with pytest.raises(AttributeError):
         await asyncio.wait_for(anext(segment), 10)
@@ -177,10 +172,7 @@ async def test_a_snac_stream_opens_without_a_voice_and_counts_frames_not_codes()
     segment = run_segment(
         Replicas([OrpheusGenerator()]),
         Replicas([vocoder]),
-        generator_pb2.GenerateRequest(text="x"),
-        codec="snac",
-        seed=4,
-        stats=stats,
+        SegmentJob(generator_pb2.GenerateRequest(text="x"), orpheus.FAMILY, seed=4, stats=stats),
     )
     chunks = [chunk async for chunk in segment]
     assert [(s.codec, list(s.global_ids), s.seed) for s in vocoder.starts] == [("snac", [], 4)]

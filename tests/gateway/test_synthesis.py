@@ -13,8 +13,10 @@ import grpc
 import numpy as np
 import pytest
 
+from voxserve.families import orpheus, s3, spark
+from voxserve.families.family import VoiceParts
 from voxserve.gateway.config import load
-from voxserve.gateway.pipeline import SegmentStats, UpstreamError
+from voxserve.gateway.pipeline import SegmentJob, UpstreamError
 from voxserve.gateway.synthesis import Synthesis
 from voxserve.gateway.voices import Voice, VoiceRegistry
 from voxserve.v1 import generator_pb2, speech_pb2, vocoder_pb2
@@ -39,29 +41,23 @@ class ScriptedRunner:
         self.delay = delay
         self.fail_segment = fail_segment
         self.requests: list[generator_pb2.GenerateRequest] = []
+        self.jobs: list[SegmentJob] = []
         self.running = 0
         self.most_running = 0
         self.cancelled = 0
 
-    async def __call__(
-        self,
-        request: generator_pb2.GenerateRequest,
-        *,
-        codec: str,
-        seed: int,
-        stats: SegmentStats,
-        deadline_seconds: float | None = None,
-        s3_prompt: vocoder_pb2.S3Prompt | None = None,
-    ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
+    async def __call__(self, job: SegmentJob) -> AsyncIterator[vocoder_pb2.AudioChunk]:
+        request, stats = job.request, job.stats
         index = len(self.requests)
         self.requests.append(request)
+        self.jobs.append(job)
         self.events.append(("start", index))
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         try:
             await asyncio.sleep(self.delay)
             given = tuple(request.global_tokens.ids) or tuple(request.speaker.global_ids)
-            if codec == "bicodec":
+            if job.family.voice_from_generator:
                 stats.global_ids = given or CAPTURED_IDS
                 stats.voice_known.set()
             if self.generated_after_chunk is None:
@@ -72,7 +68,7 @@ class ScriptedRunner:
                 # Later segments are faster, so their audio is ready before earlier segments finish.
                 await asyncio.sleep(self.delay / (index + 1))
                 pcm = np.full(320, index * 10 + k, np.float32)
-                rate = 16000 if codec == "bicodec" else 24000
+                rate = job.family.sample_rate
                 yield vocoder_pb2.AudioChunk(pcm_f32=pcm.tobytes(), sample_rate=rate, sample_offset=320 * k)
                 if k == self.generated_after_chunk:
                     self.events.append(("generated", index))
@@ -123,13 +119,13 @@ async def test_fixed_voice_is_prefilled_from_the_start() -> None:
     runner = ScriptedRunner()
     synth = synthesis(runner, "default")
     await collect(synth, "One.", "Two.")
-    assert synth.voice.global_ids is not None
-    assert all(tuple(r.global_tokens.ids) == synth.voice.global_ids for r in runner.requests)
+    assert synth.voice.parts.global_ids is not None
+    assert all(tuple(r.global_tokens.ids) == synth.voice.parts.global_ids for r in runner.requests)
 
 
 async def test_a_named_speakers_voice_is_captured_from_the_first_segment() -> None:
     runner = ScriptedRunner()
-    voice = Voice("meera", "", family="spark", speaker="meera")
+    voice = Voice("meera", "", spark.FAMILY, VoiceParts(speaker="meera"))
     synth = Synthesis(runner, voice, speech_pb2.SynthesizeRequest(voice="meera"), load(crossfade_ms=0.0))
     await collect(synth, "नमस्ते <laugh>", "आप कैसे हैं?", "ठीक है।")
     first, *later = runner.requests
@@ -140,7 +136,7 @@ async def test_a_named_speakers_voice_is_captured_from_the_first_segment() -> No
 
 async def test_an_orpheus_voice_names_its_speaker_in_every_segment_and_waits_for_no_globals() -> None:
     runner = ScriptedRunner()
-    voice = Voice("leo", "", family="orpheus", speaker="leo")
+    voice = Voice("leo", "", orpheus.FAMILY, VoiceParts(speaker="leo"))
     synth = Synthesis(runner, voice, speech_pb2.SynthesizeRequest(voice="leo"), load(crossfade_ms=0.0))
     assert synth.sample_rate == 24000 and synth.samples_per_token == 2048
     await collect(synth, "One.", "Two.", "Three.")
@@ -216,7 +212,7 @@ async def test_timeline_and_totals() -> None:
 
 async def test_a_gap_in_sample_offsets_is_refused() -> None:
     class Gappy(ScriptedRunner):
-        async def __call__(self, request, **kwargs):  # type: ignore[no-untyped-def, override]
+        async def __call__(self, job: SegmentJob) -> AsyncIterator[vocoder_pb2.AudioChunk]:
             yield vocoder_pb2.AudioChunk(pcm_f32=np.zeros(10, np.float32).tobytes(), sample_rate=16000)
             yield vocoder_pb2.AudioChunk(
                 pcm_f32=np.zeros(10, np.float32).tobytes(), sample_rate=16000, sample_offset=11
@@ -224,3 +220,14 @@ async def test_a_gap_in_sample_offsets_is_refused() -> None:
 
     with pytest.raises(UpstreamError, match="expected sample 10"):
         await collect(synthesis(Gappy()), "One.")
+
+
+async def test_an_s3_voice_sends_text_alone_and_its_prompt_to_the_vocoder() -> None:
+    runner = ScriptedRunner()
+    prompt = vocoder_pb2.S3Prompt(prompt_tokens=[1, 2], xvector=[0.5])
+    voice = Voice("s", "", s3.FAMILY, VoiceParts(s3_prompt=prompt))
+    synth = Synthesis(runner, voice, speech_pb2.SynthesizeRequest(voice="s", seed=9), load(crossfade_ms=0.0))
+    await collect(synth, "One.", "Two.")
+    assert [r.WhichOneof("voice") for r in runner.requests] == [None, None]
+    assert all(job.s3_prompt == prompt and job.seed == 9 for job in runner.jobs)
+    assert all(job.decode_start().codec == "s3gen" for job in runner.jobs)

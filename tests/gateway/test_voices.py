@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voxserve.gateway.voices import BUILTIN_VOICES, SPARK_SAMPLE_RATE, Voice, VoiceRegistry
+from voxserve.families import spark
+from voxserve.families.family import VoiceParts
+from voxserve.gateway.voices import BUILTIN_VOICES, Voice, VoiceRegistry
 from voxserve.random_packs.voices import random_s3_voice, write_conds
 from voxserve.v1 import generator_pb2, speech_pb2
 
@@ -24,18 +26,18 @@ def test_default_is_fixed_with_32_ids_in_range() -> None:
     voice = VoiceRegistry.builtin().get("default")
     assert voice is not None
     assert not voice.controllable
-    assert voice.global_ids is not None
-    assert len(voice.global_ids) == 32
-    assert all(isinstance(g, int) and 0 <= g < 4096 for g in voice.global_ids)
-    assert len(set(voice.global_ids)) > 1
+    assert voice.parts.global_ids is not None
+    assert len(voice.parts.global_ids) == 32
+    assert all(isinstance(g, int) and 0 <= g < 4096 for g in voice.parts.global_ids)
+    assert len(set(voice.parts.global_ids)) > 1
 
 
 def test_default_ids_are_stable_across_registries() -> None:
     a = VoiceRegistry.builtin().get("default")
     b = VoiceRegistry.builtin().get("default")
     assert a is not None and b is not None
-    assert a.global_ids == b.global_ids
-    assert a.global_ids == BUILTIN_VOICES[0].global_ids
+    assert a.parts.global_ids == b.parts.global_ids
+    assert a.parts.global_ids == BUILTIN_VOICES[0].parts.global_ids
 
 
 @pytest.mark.parametrize(("voice_id", "gender"), [("female", "female"), ("male", "male")])
@@ -43,8 +45,8 @@ def test_controllable_builtins(voice_id: str, gender: str) -> None:
     voice = VoiceRegistry.builtin().get(voice_id)
     assert voice is not None
     assert voice.controllable
-    assert voice.global_ids is None
-    assert (voice.gender, voice.pitch, voice.speed) == (gender, 2, 2)
+    assert voice.parts.global_ids is None
+    assert (voice.parts.gender, voice.parts.pitch, voice.parts.speed) == (gender, 2, 2)
 
 
 def test_empty_id_means_default_and_unknown_is_none() -> None:
@@ -56,27 +58,27 @@ def test_empty_id_means_default_and_unknown_is_none() -> None:
 
 
 def test_style_without_override_uses_voice_settings() -> None:
-    voice = Voice("v", "", gender="male", pitch=1, speed=3)
+    voice = Voice("v", "", parts=VoiceParts(gender="male", pitch=1, speed=3))
     style = voice.style(None)
     assert (style.gender, style.pitch, style.speed) == (VS.MALE, 1, 3)
 
 
 def test_style_override_replaces_pitch_and_speed_keeps_gender() -> None:
-    voice = Voice("v", "", gender="male", pitch=1, speed=3)
+    voice = Voice("v", "", parts=VoiceParts(gender="male", pitch=1, speed=3))
     style = voice.style(VS(pitch=4, speed=0))
     assert (style.gender, style.pitch, style.speed) == (VS.MALE, 4, 0)
 
 
 def test_style_override_with_gender_replaces_it() -> None:
-    voice = Voice("v", "", gender="male")
+    voice = Voice("v", "", parts=VoiceParts(gender="male"))
     assert voice.style(VS(gender=VS.FEMALE, pitch=2, speed=2)).gender == VS.FEMALE
-    female = Voice("w", "", gender="female")
+    female = Voice("w", "", parts=VoiceParts(gender="female"))
     assert female.style(VS(gender=VS.MALE, pitch=2, speed=2)).gender == VS.MALE
 
 
 def test_style_does_not_mutate_override() -> None:
     override = VS(pitch=3, speed=1)
-    Voice("v", "", gender="male").style(override)
+    Voice("v", "", parts=VoiceParts(gender="male")).style(override)
     assert override.gender == VS.GENDER_UNSPECIFIED
 
 
@@ -100,10 +102,15 @@ def test_from_file_loads_fixed_and_controllable_voices(tmp_path: Path) -> None:
     assert registry.ids == ["alice", "bob", "carol"]
     alice, bob, carol = (registry.get(i) for i in registry.ids)
     assert alice is not None and bob is not None and carol is not None
-    assert alice.global_ids == tuple(ids) and not alice.controllable
+    assert alice.parts.global_ids == tuple(ids) and not alice.controllable
     assert alice.description == "fixed"
-    assert bob.controllable and (bob.gender, bob.pitch, bob.speed) == ("male", 0, 4)
-    assert (carol.gender, carol.pitch, carol.speed, carol.description) == ("female", 2, 2, "")
+    assert bob.controllable and (bob.parts.gender, bob.parts.pitch, bob.parts.speed) == ("male", 0, 4)
+    assert (carol.parts.gender, carol.parts.pitch, carol.parts.speed, carol.description) == (
+        "female",
+        2,
+        2,
+        "",
+    )
     # Without a voice called "default", requests that name no voice get the file's first voice.
     assert registry.get("") is alice
     assert registry.get("default") is None
@@ -113,7 +120,7 @@ def test_from_file_accepts_id_boundaries(tmp_path: Path) -> None:
     ids = [0] * 16 + [4095] * 16
     registry = VoiceRegistry.from_file(_write(tmp_path, [{"id": "edge", "global_ids": ids}]))
     voice = registry.get("edge")
-    assert voice is not None and voice.global_ids == tuple(ids)
+    assert voice is not None and voice.parts.global_ids == tuple(ids)
 
 
 @pytest.mark.parametrize(
@@ -141,13 +148,13 @@ def test_to_proto_fixed() -> None:
     assert isinstance(msg, speech_pb2.Voice)
     assert msg.id == "default"
     assert msg.family == "spark"
-    assert msg.sample_rate == SPARK_SAMPLE_RATE == 16000
+    assert msg.sample_rate == spark.FAMILY.sample_rate == 16000
     assert msg.description == voice.description and msg.description
     assert msg.controllable is False
 
 
 def test_to_proto_controllable() -> None:
-    msg = Voice("x", "desc", gender="male").to_proto()
+    msg = Voice("x", "desc", parts=VoiceParts(gender="male")).to_proto()
     assert (msg.id, msg.family, msg.sample_rate, msg.description, msg.controllable) == (
         "x",
         "spark",
@@ -180,9 +187,9 @@ def test_yaml_mapping_registry_with_pack_labels(tmp_path: Path) -> None:
     assert registry.ids == ["narrator", "calm"]
     narrator, calm = (registry.get(i) for i in registry.ids)
     assert narrator is not None and calm is not None
-    assert narrator.global_ids == tuple(range(32)) and narrator.pack == "spark-tts-0.5b"
+    assert narrator.parts.global_ids == tuple(range(32)) and narrator.pack == "spark-tts-0.5b"
     assert narrator.to_proto().pack == "spark-tts-0.5b"
-    assert (calm.gender, calm.pitch, calm.controllable, calm.pack) == ("male", 1, True, "")
+    assert (calm.parts.gender, calm.parts.pitch, calm.controllable, calm.pack) == ("male", 1, True, "")
     assert registry.default is narrator  # no "default" id: the first voice
 
 
@@ -215,16 +222,16 @@ def test_chatterbox_voices_come_from_conds_files(tmp_path: Path) -> None:
     entry = {"id": "calm", "family": "chatterbox", "conditioning": "calm.pt", "description": "Calm"}
     (tmp_path / "voices.json").write_text(json.dumps({"voices": [entry]}))
     voice = VoiceRegistry.from_file(tmp_path / "voices.json").get("calm")
-    assert voice is not None and voice.family == "chatterbox"
+    assert voice is not None and voice.family.name == "chatterbox"
     assert voice.to_proto().sample_rate == 24000
-    assert voice.chatterbox is not None and voice.s3_prompt is not None
-    assert list(voice.chatterbox.prompt_tokens) == list(range(100, 250))
-    assert np.allclose(voice.chatterbox.speaker_embedding, t3.speaker_embedding.numpy())
-    assert voice.chatterbox.exaggeration == pytest.approx(0.7)
-    assert list(voice.s3_prompt.prompt_tokens) == s3.prompt_tokens.tolist()
-    mel = np.frombuffer(voice.s3_prompt.prompt_mel_f32, "<f4").reshape(-1, 80)
+    assert voice.parts.chatterbox is not None and voice.parts.s3_prompt is not None
+    assert list(voice.parts.chatterbox.prompt_tokens) == list(range(100, 250))
+    assert np.allclose(voice.parts.chatterbox.speaker_embedding, t3.speaker_embedding.numpy())
+    assert voice.parts.chatterbox.exaggeration == pytest.approx(0.7)
+    assert list(voice.parts.s3_prompt.prompt_tokens) == s3.prompt_tokens.tolist()
+    mel = np.frombuffer(voice.parts.s3_prompt.prompt_mel_f32, "<f4").reshape(-1, 80)
     assert np.array_equal(mel, s3.prompt_mel.numpy())
-    assert np.allclose(voice.s3_prompt.xvector, s3.xvector.numpy())
+    assert np.allclose(voice.parts.s3_prompt.xvector, s3.xvector.numpy())
 
 
 @pytest.mark.parametrize(
@@ -250,5 +257,5 @@ def test_a_conds_file_is_a_registry_of_its_one_voice(tmp_path: Path) -> None:
     assert registry_file == tmp_path / "conds.pt"
     registry = VoiceRegistry.from_file(registry_file)
     assert registry.ids == ["default"]
-    assert registry.default.family == "chatterbox" and registry.default.chatterbox is not None
-    assert len(registry.default.chatterbox.prompt_tokens) == 150
+    assert registry.default.family.name == "chatterbox" and registry.default.parts.chatterbox is not None
+    assert len(registry.default.parts.chatterbox.prompt_tokens) == 150

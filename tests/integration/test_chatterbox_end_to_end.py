@@ -19,8 +19,8 @@ from bench.s3gen_stream import snr_db
 from tests.conftest import listed_voices, running_stack
 from tests.integration.test_grpcurl import grpcurl
 from voxserve.client import synthesize
+from voxserve.families.chatterbox import read_conds_voice
 from voxserve.families.pack import Pack
-from voxserve.gateway.voices import read_conds_voice
 from voxserve.random_packs.voices import read_conds_voices
 from voxserve.random_packs.writer import write_random_pack
 from voxserve.stack import LocalStack, Ports

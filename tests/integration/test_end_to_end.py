@@ -12,10 +12,10 @@ import soundfile
 import torch
 
 from voxserve.client import synthesize
-from voxserve.common.metrics import scrape
 from voxserve.families.pack import Pack
 from voxserve.gateway.audio import write_wav_pcm16
 from voxserve.gateway.voices import VoiceRegistry
+from voxserve.scrape import scrape
 from voxserve.stack import LocalStack
 from voxserve.v1 import (
     generator_pb2,
@@ -133,7 +133,7 @@ def test_vocoder_stream_equals_offline_decode(stack: LocalStack, tiny_pack: Pack
 
 def test_gateway_audio_equals_offline_decode_of_the_same_tokens(stack: LocalStack, tiny_pack: Pack) -> None:
     text, seed = "Seeded sampling makes both calls produce the same tokens.", 11
-    default_ids = list(VoiceRegistry.builtin().get("default").global_ids)  # type: ignore[union-attr]
+    default_ids = list(VoiceRegistry.builtin().get("default").parts.global_ids)  # type: ignore[union-attr]
     global_ids, tokens = generate_tokens(
         stack,
         text,

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from voxserve.client import synthesize
-from voxserve.common.metrics import scrape
 from voxserve.families.pack import Pack
+from voxserve.scrape import scrape
 from voxserve.stack import LocalStack, Ports, free_port, wait_serving
 from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
 

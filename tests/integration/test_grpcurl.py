@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
+from google.protobuf import descriptor_pb2
+from grpc_reflection.v1alpha import reflection_pb2
 
 from voxserve.stack import SERVICES, LocalStack
 
@@ -32,6 +35,43 @@ def test_gateway_lists_and_describes_speech(stack: LocalStack) -> None:
         in described
     )
     assert "rpc ListVoices" in described
+
+
+def test_every_listed_service_is_described_including_both_reflection_versions(stack: LocalStack) -> None:
+    address = stack.ports.address("gateway")
+    listed = grpcurl(address, "list").split()
+    assert {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= set(listed)
+    described = grpcurl(address, "describe")  # every listed service; fails on one it cannot resolve
+    assert all(f"{name} is a service:" in described for name in listed)
+
+
+@pytest.mark.parametrize(
+    ("service", "name"), [("gateway", "voxserve.v1.Speech"), ("vocoder", "voxserve.v1.Vocoder")]
+)
+def test_reflection_v1_lists_the_services_and_resolves_their_files(
+    stack: LocalStack, service: str, name: str
+) -> None:
+    """A v1 call without grpcurl, which may fall back to v1alpha: the raw method with v1alpha's
+    message classes (the two versions share their wire format)."""
+    requests = [
+        reflection_pb2.ServerReflectionRequest(list_services=""),
+        reflection_pb2.ServerReflectionRequest(file_containing_symbol=name),
+    ]
+    with grpc.insecure_channel(stack.ports.address(service)) as channel:
+        call = channel.stream_stream(
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        listed, found = list(call(iter(requests), timeout=30))
+    assert name in [s.name for s in listed.list_services_response.service]
+    files = [
+        descriptor_pb2.FileDescriptorProto.FromString(raw)
+        for raw in found.file_descriptor_response.file_descriptor_proto
+    ]
+    assert any(
+        f.package == "voxserve.v1" and name.rpartition(".")[2] in [s.name for s in f.service] for f in files
+    )
 
 
 @pytest.mark.parametrize("service", SERVICES)

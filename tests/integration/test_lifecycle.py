@@ -1,15 +1,25 @@
-"""SIGTERM: no new work is taken, the stream in flight finishes with all its audio, exit 0."""
+"""SIGTERM: no new work is taken, the stream in flight finishes with all its audio, exit 0; and a
+stack's services end with the process that started them, even when it is SIGKILLed."""
 
 from __future__ import annotations
 
+import json
+import select
 import signal
+import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.services.tooling.test_parent_death import wait_gone
 from voxserve.families.pack import Pack
 from voxserve.stack import LocalStack, Ports, wait_serving
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
@@ -87,3 +97,59 @@ def test_gateway_reports_unreachable_upstreams_as_unavailable(tmp_path) -> None:
         assert process.poll() is None, "the gateway keeps running"
     finally:
         local.stop()
+
+
+def port_free(port: int) -> bool:
+    """Nothing listens on `port` (a connection the server closed may linger in TIME_WAIT)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+# Starts a gateway through LocalStack (upstreams that nobody serves: it starts all the same), says
+# where it is, and waits to be killed.
+LAUNCHER = textwrap.dedent(
+    """
+    import json, sys, time
+    from pathlib import Path
+    from voxserve.stack import LocalStack, Ports, free_port, wait_serving
+
+    logs = Path(sys.argv[1])
+    env = {
+        "VOXSERVE_GATEWAY_GENERATOR_ADDRESS": f"127.0.0.1:{free_port()}",
+        "VOXSERVE_GATEWAY_VOCODER_ADDRESS": f"127.0.0.1:{free_port()}",
+    }
+    stack = LocalStack(logs, Ports.free(), log_dir=logs, env=env)
+    process = stack.start_service("gateway")
+    wait_serving(stack.ports.address("gateway"), 60, process)
+    ports = [stack.ports.gateway, stack.ports.gateway_metrics]
+    print(json.dumps({"pid": process.pid, "ports": ports}), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's parent-death signal")
+def test_services_end_when_their_launcher_is_sigkilled(tmp_path: Path) -> None:
+    with subprocess.Popen(
+        [sys.executable, "-c", LAUNCHER, str(tmp_path)], stdout=subprocess.PIPE
+    ) as launcher:
+        try:
+            assert launcher.stdout is not None
+            ready, _, _ = select.select([launcher.stdout], [], [], 90)
+            assert ready, "the launcher did not start its gateway"
+            started = json.loads(launcher.stdout.readline())
+            assert not any(port_free(port) for port in started["ports"])
+            launcher.kill()
+            launcher.wait(10)
+            assert wait_gone(started["pid"], 10), "the gateway outlived its launcher"
+            deadline = time.monotonic() + 5
+            while not all(port_free(port) for port in started["ports"]):
+                assert time.monotonic() < deadline, "the gateway's ports are still bound"
+                time.sleep(0.05)
+        finally:
+            launcher.kill()

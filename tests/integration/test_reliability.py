@@ -20,8 +20,8 @@ import pytest
 from tests.integration.test_end_to_end import wait_idle
 from tests.integration.test_lifecycle import wait_not_serving
 from voxserve.client import synthesize
-from voxserve.common.metrics import scrape
 from voxserve.families.pack import Pack
+from voxserve.scrape import scrape
 from voxserve.stack import LocalStack, free_port, wait_serving
 from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
 

@@ -3,7 +3,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from voxserve.generator.prompts import GLOBAL_TOKENS_PER_VOICE, SparkPromptBuilder, orpheus_prompt
+from voxserve.families.spark import GLOBAL_TOKENS_PER_VOICE
+from voxserve.generator.prompts import SparkPromptBuilder, orpheus_prompt
 
 GLOBALS = [4095, 0, *range(100, 130)]
 GLOBAL_BLOCK = (

@@ -9,15 +9,10 @@ import pytest
 import torch
 
 from voxserve.common.status import InvalidArgument
-from voxserve.generator.engine import (
-    CHATTERBOX_SAMPLING,
-    NUM_GLOBAL_TOKENS,
-    SPARK_SAMPLING,
-    Frame,
-    GenerationResult,
-    Sampling,
-    Style,
-)
+from voxserve.families.registry import family_named
+from voxserve.families.spark import GLOBAL_TOKENS_PER_VOICE
+from voxserve.generator.frames import Frame, GenerationResult
+from voxserve.generator.generate_args import DEFAULT_SAMPLING, GenerateArgs, Sampling, Style
 from voxserve.generator.servicer import (
     frame_to_proto,
     parse_generate_request,
@@ -26,6 +21,7 @@ from voxserve.generator.servicer import (
     parse_style,
 )
 from voxserve.generator.t3.config import MAX_EXAGGERATION, MAX_GUIDANCE
+from voxserve.generator.t3.generator import T3_SAMPLING
 from voxserve.generator.t3.voice import DEFAULT_EXAGGERATION, T3Voice
 from voxserve.v1 import generator_pb2
 
@@ -177,7 +173,7 @@ def test_parse_global_ids_accepts_range_edges() -> None:
     assert result is not ids
 
 
-@pytest.mark.parametrize("count", [0, NUM_GLOBAL_TOKENS - 1, NUM_GLOBAL_TOKENS + 1])
+@pytest.mark.parametrize("count", [0, GLOBAL_TOKENS_PER_VOICE - 1, GLOBAL_TOKENS_PER_VOICE + 1])
 def test_parse_global_ids_requires_exactly_32(count: int) -> None:
     with pytest.raises(InvalidArgument) as info:
         parse_global_ids([1] * count, NUM_GLOBAL)
@@ -189,7 +185,7 @@ def test_parse_global_ids_requires_exactly_32(count: int) -> None:
 
 @pytest.mark.parametrize("bad", [NUM_GLOBAL, -1, 10**6])
 def test_parse_global_ids_rejects_out_of_range_naming_index(bad: int) -> None:
-    ids = [5] * NUM_GLOBAL_TOKENS
+    ids = [5] * GLOBAL_TOKENS_PER_VOICE
     ids[7] = bad
     with pytest.raises(InvalidArgument) as info:
         parse_global_ids(ids, NUM_GLOBAL)
@@ -246,8 +242,9 @@ def test_a_speaker_is_parsed_with_its_prefilled_globals() -> None:
     args = parse_generate_request(
         _speaker_request("kabir", list(range(32))), max_text_chars=100, max_tokens=100, num_global=4096
     )
-    assert args["speaker"].name == "kabir" and args["speaker"].global_ids == tuple(range(32))
-    assert args["global_ids"] is None and args["style"] is None
+    assert args.speaker is not None
+    assert args.speaker.name == "kabir" and args.speaker.global_ids == tuple(range(32))
+    assert args.global_ids is None and args.style is None and args.t3_voice is None
 
 
 @pytest.mark.parametrize(
@@ -278,31 +275,33 @@ def test_bad_speakers_are_refused_naming_the_field(
     request_: generator_pb2.GenerateRequest, family: str, match: str
 ) -> None:
     with pytest.raises(InvalidArgument, match=match):
-        parse_generate_request(request_, max_text_chars=100, max_tokens=100, num_global=4096, family=family)
+        parse_generate_request(
+            request_, max_text_chars=100, max_tokens=100, num_global=4096, family=family_named(family)
+        )
 
 
 def chatterbox_sampling(msg: generator_pb2.SamplingParams) -> Sampling:
-    return parse_sampling(msg, LIMIT, CHATTERBOX_SAMPLING, "chatterbox")
+    return parse_sampling(msg, LIMIT, T3_SAMPLING, family_named("chatterbox"))
 
 
 def test_unset_fields_keep_the_chatterbox_defaults() -> None:
     parsed = chatterbox_sampling(SP())
-    assert parsed == CHATTERBOX_SAMPLING
+    assert parsed == T3_SAMPLING
     assert (parsed.temperature, parsed.top_p, parsed.top_k) == (0.8, 1.0, 0)
     assert (parsed.repetition_penalty, parsed.min_p, parsed.guidance) == (1.2, 0.05, 0.5)
     assert parsed.exaggeration is None and parsed.max_tokens is None and parsed.seed is None
 
 
 def test_unset_fields_keep_the_spark_defaults_without_chatterbox_ones() -> None:
-    parsed = parse_sampling(SP(), LIMIT, SPARK_SAMPLING, "spark")
-    assert parsed == SPARK_SAMPLING
+    parsed = parse_sampling(SP(), LIMIT, DEFAULT_SAMPLING, family_named("spark"))
+    assert parsed == DEFAULT_SAMPLING
     assert parsed.min_p == 0.0 and parsed.guidance is None and parsed.exaggeration is None
 
 
 def test_a_set_field_changes_only_that_field_of_the_family_defaults() -> None:
-    assert chatterbox_sampling(SP(top_k=7)) == dataclasses.replace(CHATTERBOX_SAMPLING, top_k=7)
+    assert chatterbox_sampling(SP(top_k=7)) == dataclasses.replace(T3_SAMPLING, top_k=7)
     parsed = chatterbox_sampling(SP(guidance=0.0, min_p=0.0, exaggeration=0.0))
-    assert parsed == dataclasses.replace(CHATTERBOX_SAMPLING, guidance=0.0, min_p=0.0, exaggeration=0.0)
+    assert parsed == dataclasses.replace(T3_SAMPLING, guidance=0.0, min_p=0.0, exaggeration=0.0)
 
 
 def test_min_p_is_accepted_for_every_family() -> None:
@@ -360,10 +359,9 @@ def test_the_chatterbox_limits_are_the_documented_ones() -> None:
 @pytest.mark.parametrize("field", ["guidance", "exaggeration"])
 def test_chatterbox_only_fields_are_refused_for_other_families(family: str, field: str) -> None:
     with pytest.raises(InvalidArgument) as info:
-        parse_sampling(SP(**{field: 0.5}), LIMIT, SPARK_SAMPLING, family)
+        parse_sampling(SP(**{field: 0.5}), LIMIT, DEFAULT_SAMPLING, family_named(family))
     message = str(info.value)
-    assert f"sampling.{field} is not accepted" in message
-    assert "chatterbox" in message
+    assert message == f"sampling.{field} is not accepted: it is for the chatterbox family only"
 
 
 def test_chatterbox_only_fields_are_refused_for_spark_through_the_request() -> None:
@@ -385,24 +383,24 @@ def chatterbox_request(
     return request
 
 
-def parse_chatterbox(request: generator_pb2.GenerateRequest, family: str = "chatterbox") -> dict:
+def parse_chatterbox(request: generator_pb2.GenerateRequest, family: str = "chatterbox") -> GenerateArgs:
     return parse_generate_request(
         request,
         max_text_chars=100,
         max_tokens=LIMIT,
         num_global=0,
-        family=family,
-        defaults=CHATTERBOX_SAMPLING if family == "chatterbox" else SPARK_SAMPLING,
+        family=family_named(family),
+        defaults=T3_SAMPLING if family == "chatterbox" else DEFAULT_SAMPLING,
     )
 
 
 def test_a_chatterbox_voice_is_parsed_into_a_t3_voice() -> None:
     tokens = [0, 6560, 17, 4000]
     args = parse_chatterbox(chatterbox_request(CV(speaker_embedding=EMBEDDING, prompt_tokens=tokens)))
-    assert set(args) == {"text", "chatterbox", "sampling"}
-    assert args["text"] == "hello there"
-    assert args["sampling"] == CHATTERBOX_SAMPLING
-    voice = args["chatterbox"]
+    assert args.text == "hello there"
+    assert args.sampling == T3_SAMPLING
+    assert args.global_ids is None and args.style is None and args.speaker is None
+    voice = args.t3_voice
     assert isinstance(voice, T3Voice)
     assert voice.speaker_embedding.dtype == torch.float32 and voice.prompt_tokens.dtype == torch.int64
     assert voice.speaker_embedding.tolist() == EMBEDDING
@@ -413,17 +411,17 @@ def test_a_chatterbox_voice_is_parsed_into_a_t3_voice() -> None:
 def test_a_chatterbox_voice_keeps_its_own_exaggeration_and_the_request_sampling() -> None:
     voice = CV(speaker_embedding=EMBEDDING, prompt_tokens=[1] * 150, exaggeration=2.0)
     args = parse_chatterbox(chatterbox_request(voice, SP(guidance=1.5, exaggeration=0.25)))
-    assert args["chatterbox"].exaggeration == 2.0
-    assert args["chatterbox"].prompt_tokens.numel() == 150
-    assert args["sampling"] == dataclasses.replace(CHATTERBOX_SAMPLING, guidance=1.5, exaggeration=0.25)
+    assert args.t3_voice is not None
+    assert args.t3_voice.exaggeration == 2.0
+    assert args.t3_voice.prompt_tokens.numel() == 150
+    assert args.sampling == dataclasses.replace(T3_SAMPLING, guidance=1.5, exaggeration=0.25)
 
 
 def test_a_chatterbox_pack_without_a_voice_uses_its_own() -> None:
     args = parse_chatterbox(chatterbox_request(sampling=SP(exaggeration=0.0)))
-    assert args == {
-        "text": "hello there",
-        "sampling": dataclasses.replace(CHATTERBOX_SAMPLING, exaggeration=0.0),
-    }
+    assert args == GenerateArgs(
+        text="hello there", sampling=dataclasses.replace(T3_SAMPLING, exaggeration=0.0)
+    )
 
 
 def test_sampling_errors_are_reported_with_a_chatterbox_voice() -> None:

@@ -8,7 +8,8 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from voxserve.generator.token_table import NO_INDEX, MissingTokensError, TokenKind, TokenTable
+from voxserve.families.family import TokenKind
+from voxserve.generator.token_table import NO_INDEX, MissingTokensError, TokenTable
 from voxserve.random_packs.tiny_llm import write_tiny_llm
 
 MARKERS = {

@@ -7,10 +7,12 @@ import torch
 
 from voxserve.random_packs.s3gen_checkpoint import write_random_s3gen
 from voxserve.random_packs.tiny_bicodec import write_tiny_bicodec
+from voxserve.random_packs.tiny_snac import write_snac
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.codecs.s3gen.codec import CHECKPOINT_FILE, CONFIG_FILE, S3GenCodec, config_to_json
 from voxserve.vocoder.codecs.s3gen.config import TINY as TINY_S3GEN
 from voxserve.vocoder.codecs.s3gen.flow import S3Gen
+from voxserve.vocoder.codecs.snac import SnacCodec
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +56,11 @@ def tiny_s3gen_pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def s3gen_codec(tiny_s3gen_pack: Path) -> S3GenCodec:
     return S3GenCodec.from_pack(tiny_s3gen_pack)
+
+
+@pytest.fixture(scope="session")
+def tiny_snac(tmp_path_factory: pytest.TempPathFactory) -> SnacCodec:
+    """SNAC 24 kHz with fewer channels (the vocoder half of a tiny orpheus pack)."""
+    pack = tmp_path_factory.mktemp("tiny-snac-pack")
+    write_snac(pack)
+    return SnacCodec.from_pack(pack)

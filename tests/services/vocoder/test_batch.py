@@ -14,7 +14,7 @@ def _stream(n: int) -> DecodeStream:
     return stream
 
 
-def test_from_requests_filter_and_concatenate() -> None:
+def test_from_requests_and_filter() -> None:
     streams = {s.id: s for s in (_stream(1), _stream(2), _stream(3))}
     ids = list(streams)
     windows = [Window(i, 10, 20, 5, 5, final=False) for i in ids]
@@ -26,8 +26,6 @@ def test_from_requests_filter_and_concatenate() -> None:
     assert [float(row.conditioning[0]) for row in kept.rows] == [1.0, 3.0]
     assert batch.filter(set()) is None
     assert batch.filter(set(ids)) is batch
-    both = Batch.concatenate([kept, Batch.from_requests(windows[1:2], streams)])
-    assert [w.stream_id for w in both.windows] == [ids[0], ids[2], ids[1]]
     with pytest.raises(ValueError, match="equal length"):
         Batch.from_requests([windows[0], Window(ids[1], 10, 20, 5, 0, final=True)], streams)
 
@@ -46,8 +44,6 @@ def test_outputs_follow_filtering() -> None:
     assert live is not None
     [(window, samples)] = live.outputs()
     assert window.stream_id == b and torch.equal(samples, second)
-    with pytest.raises(ValueError, match="not yet decoded"):
-        Batch.concatenate([batch, batch])
 
 
 def test_crop_rows_keeps_each_rows_own_tokens() -> None:

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 import grpc
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
-from tests.services.vocoder.helpers import offline, refused, serving, tokens_for, voice
+from tests.services.vocoder.helpers import RecordingCodec, offline, refused, serving, tokens_for, voice
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.receptive_field import measure_context
@@ -252,3 +253,36 @@ async def test_a_negative_resume_point_is_refused(vocoder: Vocoder) -> None:
     error = await asyncio.to_thread(refused, vocoder.address, [vocoder_pb2.DecodeRequest(start=begin), END])
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "start.resume_from_sample is -1" in (error.details() or "")
+
+
+def streams_ended(outcome: str) -> float:
+    return REGISTRY.get_sample_value("voxserve_vocoder_streams_total", {"outcome": outcome}) or 0.0
+
+
+async def test_a_failed_decode_is_internal_and_every_outcome_is_counted(tiny_bicodec: BiCodec) -> None:
+    codec = RecordingCodec(tiny_bicodec, fail=True)
+    outcomes = ("completed", "cancelled", "invalid", "refused", "error")
+    before = {outcome: streams_ended(outcome) for outcome in outcomes}
+    limits = SchedulerLimits(max_streams=1)
+    async with serving(codec, ChunkPolicy(10, 80, 4, 4), max_stream_tokens=5000, limits=limits) as (
+        address,
+        scheduler,
+    ):
+        failed = await asyncio.to_thread(refused, address, good_messages(20))
+        assert failed.code() == grpc.StatusCode.INTERNAL
+        assert failed.details() == "decode failed: device lost"
+        codec.fail = False
+        invalid = await asyncio.to_thread(refused, address, [frame([1, 2, 3]), END])
+        assert invalid.code() == grpc.StatusCode.INVALID_ARGUMENT
+        async with grpc.aio.insecure_channel(address) as channel:
+            stub = vocoder_pb2_grpc.VocoderStub(channel)
+            assert (await decode(stub, good_messages(20))).size == 320 * 20
+            held = await open_stream(stub, 5)
+            await until(lambda: scheduler.active_streams == 1)
+            over = await asyncio.to_thread(refused, address, good_messages(20))
+            assert over.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            held.cancel()
+            await until(lambda: streams_ended("cancelled") == before["cancelled"] + 1)
+    assert {outcome: streams_ended(outcome) - before[outcome] for outcome in outcomes} == dict.fromkeys(
+        outcomes, 1.0
+    )

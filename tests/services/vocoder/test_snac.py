@@ -15,7 +15,6 @@ import torch
 
 from tests.services.vocoder.helpers import RecordingCodec, refused, serving, stream_through
 from tests.services.vocoder.test_servicer import END, decode_chunks, frame
-from voxserve.random_packs.tiny_snac import write_snac
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.base import CodecInputError, VoiceConditioning
 from voxserve.vocoder.codecs.snac import SnacCodec
@@ -26,11 +25,9 @@ SEED = 11
 START = vocoder_pb2.DecodeRequest(start=vocoder_pb2.DecodeStart(codec="snac", seed=SEED))
 
 
-@pytest.fixture(scope="module")
-def codec(tmp_path_factory: pytest.TempPathFactory) -> SnacCodec:
-    pack = tmp_path_factory.mktemp("orpheus")
-    write_snac(pack)
-    return SnacCodec.from_pack(pack)
+@pytest.fixture
+def codec(tiny_snac: SnacCodec) -> SnacCodec:
+    return tiny_snac
 
 
 def random_frames(count: int, seed: int = 0) -> torch.Tensor:

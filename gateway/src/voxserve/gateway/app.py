@@ -8,10 +8,9 @@ import grpc
 
 from voxserve.common import tls
 from voxserve.common.auth import ApiKeys, api_key_interceptors
-from voxserve.common.config import ConfigError
 from voxserve.common.logging import configure_logging
 from voxserve.common.server import MAX_MESSAGE_BYTES, ServiceSpec, listen_credentials, serve
-from voxserve.gateway.config import PREFIX, UPSTREAM_PREFIX, GatewayConfig
+from voxserve.gateway.config import PREFIX, GatewayConfig
 from voxserve.gateway.pipeline import remote_runner
 from voxserve.gateway.servicer import SpeechServicer
 from voxserve.gateway.voices import VoiceRegistry
@@ -27,14 +26,9 @@ CHANNEL_OPTIONS = [
 def upstream_channels(config: GatewayConfig) -> Callable[[str], grpc.aio.Channel]:
     """Opens a channel to an upstream (generator or vocoder): plaintext, or TLS when
     `upstream_tls_ca_file` is set (with a client certificate for mutual TLS when configured).
-    The settings are checked here, once, before any channel opens."""
-    prefix = UPSTREAM_PREFIX
+    The credential files are read here, once, before any channel opens."""
     credentials = config.upstream_credentials()
     if credentials is None:
-        if config.upstream_tls_server_name:
-            raise ConfigError(
-                f"{prefix}TLS_SERVER_NAME needs {prefix}TLS_CA_FILE: names are checked over TLS"
-            )
         return lambda address: grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
     options = [*CHANNEL_OPTIONS, *tls.channel_options(config.upstream_tls_server_name)]
     return lambda address: grpc.aio.secure_channel(address, credentials, options=options)

@@ -91,6 +91,11 @@ class GatewayConfig(ServiceConfig):
             raise ConfigError(f"{PREFIX}SEGMENTS_IN_FLIGHT must be >= 1")
         if self.crossfade_ms < 0:
             raise ConfigError(f"{PREFIX}CROSSFADE_MS must be >= 0")
+        if self.max_streams < 1:
+            raise ConfigError(f"{PREFIX}MAX_STREAMS must be >= 1")
+        if self.upstream_tls_server_name and self.upstream_tls_ca_file is None:
+            up = UPSTREAM_PREFIX
+            raise ConfigError(f"{up}TLS_SERVER_NAME needs {up}TLS_CA_FILE: names are checked over TLS")
 
     def upstream_credentials(self) -> grpc.ChannelCredentials | None:
         """Credentials of the channels to generator and vocoder: None for plaintext, TLS when

@@ -27,23 +27,30 @@ import grpc
 
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import outgoing_metadata
+from voxserve.common.status import RETRY_PUSHBACK, CallError
+from voxserve.families.family import Family
 from voxserve.v1 import generator_pb2, generator_pb2_grpc, vocoder_pb2, vocoder_pb2_grpc
 
-CODEC_OF_FAMILY = {"spark": "bicodec", "s3": "s3gen", "orpheus": "snac", "chatterbox": "s3gen"}
-# Generator tokens per vocoder token: SNAC's token is an Orpheus frame of 7 codes.
-CODES_PER_TOKEN = {"snac": 7}
-# Codecs whose voice comes with the generator's first frame (the others open their stream at once).
-VOICE_FROM_GENERATOR = {"bicodec"}
 
+class UpstreamError(CallError):
+    """A generator or vocoder call failed; the gateway relays its status (and, when the upstream
+    was overloaded, the retry pushback)."""
 
-class UpstreamError(Exception):
-    """A generator or vocoder call failed; carries its status so the gateway can relay it."""
+    outcome = "upstream_error"
 
-    def __init__(self, service: str, code: grpc.StatusCode, details: str):
+    def __init__(self, service: str, status: grpc.StatusCode, details: str):
         super().__init__(f"{service}: {details}")
         self.service = service
-        self.code = code
+        self.upstream_status = status
         self.details = details
+
+    @property
+    def status(self) -> grpc.StatusCode:
+        return self.upstream_status
+
+    @property
+    def trailers(self) -> Sequence[tuple[str, str]]:
+        return RETRY_PUSHBACK if self.upstream_status == grpc.StatusCode.RESOURCE_EXHAUSTED else ()
 
 
 @dataclass
@@ -60,19 +67,36 @@ class SegmentStats:
     """Tokens sent to the vocoder so far: each becomes samples_per_token samples of the segment."""
 
 
-class SegmentRunner(Protocol):
-    """Runs one text segment to audio chunks (the gateway's runner calls generator and vocoder)."""
+@dataclass(frozen=True)
+class SegmentJob:
+    """One text segment to run: what the generator is asked, and how its tokens are decoded."""
 
-    def __call__(
-        self,
-        request: generator_pb2.GenerateRequest,
-        *,
-        codec: str,
-        seed: int,
-        stats: SegmentStats,
-        deadline_seconds: float | None = None,
-        s3_prompt: vocoder_pb2.S3Prompt | None = None,
-    ) -> AsyncIterator[vocoder_pb2.AudioChunk]: ...
+    request: generator_pb2.GenerateRequest
+    family: Family
+    """The voice's family: its codec, generator tokens per vocoder token, and whether the
+    generator writes the voice (the vocoder stream then opens on the generator's global ids)."""
+    seed: int
+    stats: SegmentStats = field(default_factory=SegmentStats)
+    s3_prompt: vocoder_pb2.S3Prompt | None = None
+    """The vocoder flow's prompt, for a voice that has one."""
+    deadline_seconds: float | None = None
+    """The caller's remaining deadline, passed upstream."""
+
+    def decode_start(self, global_ids: Sequence[int] = ()) -> vocoder_pb2.DecodeStart:
+        return vocoder_pb2.DecodeStart(
+            codec=self.family.codec, global_ids=global_ids, seed=self.seed, s3_prompt=self.s3_prompt
+        )
+
+
+class SegmentRunner(Protocol):
+    """Runs one text segment to audio chunks (the gateway's runner calls generator and vocoder).
+
+    A runner reports its progress in `job.stats`, which `Synthesis` waits on: `global_ids` and
+    `voice_known` once the voice is known (spark), `tokens_forwarded` as tokens go to decoding, and
+    `generated` once the generator's last frame has arrived. The next segment, and the end of
+    the call after the last one, wait for `generated`."""
+
+    def __call__(self, job: SegmentJob) -> AsyncIterator[vocoder_pb2.AudioChunk]: ...
 
 
 def _upstream(service: str, exc: grpc.aio.AioRpcError) -> UpstreamError:
@@ -188,38 +212,31 @@ class VocoderLink:
 async def run_segment(
     generators: Replicas[generator_pb2_grpc.GeneratorStub],
     vocoders: Replicas[vocoder_pb2_grpc.VocoderStub],
-    request: generator_pb2.GenerateRequest,
-    *,
-    codec: str,
-    seed: int,
-    stats: SegmentStats,
-    deadline_seconds: float | None = None,
-    s3_prompt: vocoder_pb2.S3Prompt | None = None,
+    job: SegmentJob,
 ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
-    """Audio chunks of one segment; `deadline_seconds`: the caller's remaining deadline, passed upstream.
+    """Audio chunks of one segment.
 
-    A codec whose voice is known in advance (s3gen with `s3_prompt`; snac, whose voice is in the
-    generator's prompt) opens the vocoder stream at once, while the generator is still reading the
-    prompt; a bicodec stream opens when the generator sends its global ids.
+    A voice known in advance (an s3 prompt; a speaker in the generator's prompt) opens the
+    vocoder stream at once, while the generator is still reading the prompt; a voice the
+    generator writes (`Family.voice_from_generator`) opens it when the generator sends its
+    global ids.
     """
-    deadline = None if deadline_seconds is None else time.monotonic() + deadline_seconds
+    deadline = None if job.deadline_seconds is None else time.monotonic() + job.deadline_seconds
     generator = generators.pick()
     for attempt in range(2):
         delivered = 0
         try:
-            async for chunk in _attempt(
-                generator, vocoders, request, codec, seed, stats, deadline, s3_prompt
-            ):
+            async for chunk in _attempt(generator, vocoders, job, deadline):
                 delivered += len(chunk.pcm_f32) // 4
                 yield chunk
             return
         except UpstreamError as exc:
-            if exc.service != "generator" or exc.code not in FAILOVER_CODES:
+            if exc.service != "generator" or exc.status not in FAILOVER_CODES:
                 raise
             if delivered:
                 raise UpstreamError(
                     "generator",
-                    exc.code,
+                    exc.status,
                     f"the generator failed after {delivered} samples of this segment were sent, and "
                     f"the rest could not match them: {exc.details}",
                 ) from exc
@@ -232,34 +249,29 @@ async def run_segment(
 async def _attempt(
     generator: generator_pb2_grpc.GeneratorStub,
     vocoders: Replicas[vocoder_pb2_grpc.VocoderStub],
-    request: generator_pb2.GenerateRequest,
-    codec: str,
-    seed: int,
-    stats: SegmentStats,
+    job: SegmentJob,
     deadline: float | None,
-    s3_prompt: vocoder_pb2.S3Prompt | None,
 ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
     metadata = outgoing_metadata()
     timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-    gen_call = generator.Generate(request, metadata=metadata, timeout=timeout)
+    gen_call = generator.Generate(job.request, metadata=metadata, timeout=timeout)
+    stats = job.stats
     link = VocoderLink(vocoders, metadata, deadline)
     inbox: asyncio.Queue[vocoder_pb2.AudioChunk | BaseException] = asyncio.Queue()
 
     async def forward() -> None:
         opened = False
         stats.tokens_forwarded = 0  # a retried attempt starts over: nothing of the failed one plays
-        codes_per_token = CODES_PER_TOKEN.get(codec, 1)
+        codes_per_token = job.family.codes_per_token
         try:
-            if codec not in VOICE_FROM_GENERATOR:
-                start = vocoder_pb2.DecodeStart(codec=codec, seed=seed, s3_prompt=s3_prompt)
-                await link.send(vocoder_pb2.DecodeRequest(start=start))
+            if not job.family.voice_from_generator:
+                await link.send(vocoder_pb2.DecodeRequest(start=job.decode_start()))
                 opened = True
             async for frame in gen_call:
                 if frame.global_ids:
                     stats.global_ids = tuple(frame.global_ids)
                     stats.voice_known.set()
-                    start = vocoder_pb2.DecodeStart(codec=codec, global_ids=frame.global_ids, seed=seed)
-                    await link.send(vocoder_pb2.DecodeRequest(start=start))
+                    await link.send(vocoder_pb2.DecodeRequest(start=job.decode_start(frame.global_ids)))
                     opened = True
                 if frame.semantic_ids:
                     if not opened:

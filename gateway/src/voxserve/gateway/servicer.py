@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
-from voxserve.common.admission import RETRY_PUSHBACK, Admission, Overloaded, refuse_overloaded
+from voxserve.common.admission import Admission
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import current_request_id
-from voxserve.common.status import InvalidArgument, abort_invalid
+from voxserve.common.status import InvalidArgument, Outcome, call_outcome
 from voxserve.gateway import metrics
 from voxserve.gateway.config import GatewayConfig
 from voxserve.gateway.formats import OutputStream
@@ -19,7 +19,7 @@ from voxserve.gateway.pipeline import SegmentRunner, UpstreamError
 from voxserve.gateway.segmenter import normalize, split_text
 from voxserve.gateway.synthesis import Synthesis
 from voxserve.gateway.text_input import TextInput, check_speakable
-from voxserve.gateway.voices import SAMPLE_RATE, Voice, VoiceRegistry
+from voxserve.gateway.voices import Voice, VoiceRegistry
 from voxserve.v1 import speech_pb2, speech_pb2_grpc
 
 log = get_logger(__name__)
@@ -48,7 +48,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
     def _output(self, request: speech_pb2.SynthesizeRequest, voice: Voice) -> OutputStream:
         return OutputStream(
             request.encoding,
-            SAMPLE_RATE[voice.family],
+            voice.family.sample_rate,
             request.sample_rate,
             opus_bitrate=self.config.opus_bitrate,
         )
@@ -57,7 +57,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         self, request: speech_pb2.SynthesizeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[speech_pb2.SynthesizeResponse]:
         arrived = time.monotonic()
-        try:
+        async with call_outcome(context, metrics.REQUESTS) as outcome:
             text = normalize(request.text)
             if not text:
                 raise InvalidArgument("text is empty")
@@ -67,20 +67,17 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
             check_speakable(text)
             voice = self._voice(request)
             output = self._output(request, voice)
-        except InvalidArgument as exc:
-            metrics.REQUESTS.labels("invalid").inc()
-            await abort_invalid(context, str(exc))
-        segments = split_text(text, self.config.segment_max_chars)
+            segments = split_text(text, self.config.segment_max_chars)
 
-        async def texts() -> AsyncIterator[str]:
-            for segment in segments:
-                yield segment
+            async def texts() -> AsyncIterator[str]:
+                for segment in segments:
+                    yield segment
 
-        synthesis = Synthesis(
-            self.run_segment, voice, request, self.config, time_remaining=context.time_remaining
-        )
-        async for response in self._respond(synthesis, texts(), output, context, arrived):
-            yield response
+            synthesis = Synthesis(
+                self.run_segment, voice, request, self.config, time_remaining=context.time_remaining
+            )
+            async for response in self._respond(synthesis, texts(), output, outcome, arrived):
+                yield response
 
     async def SynthesizeStream(
         self,
@@ -88,102 +85,80 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
         context: grpc.aio.ServicerContext,
     ) -> AsyncIterator[speech_pb2.SynthesizeResponse]:
         arrived = time.monotonic()
-        try:
+        async with call_outcome(context, metrics.REQUESTS) as outcome:
             first = await anext(aiter(request_iterator), None)
             if first is None or first.WhichOneof("message") != "config":
                 raise InvalidArgument("config: the first message must be a config")
             request = first.config
             voice = self._voice(request)
             output = self._output(request, voice)
-        except InvalidArgument as exc:
-            metrics.REQUESTS.labels("invalid").inc()
-            await abort_invalid(context, str(exc))
-        text_input = TextInput(
-            request_iterator,
-            first_text=request.text,
-            max_chars=self.config.max_stream_text_chars,
-            segment_max_chars=self.config.segment_max_chars,
-        )
-        synthesis = Synthesis(
-            self.run_segment, voice, request, self.config, time_remaining=context.time_remaining
-        )
-        try:
-            async for response in self._respond(
-                synthesis, text_input.texts(), output, context, arrived, check=text_input.check
-            ):
-                yield response
-        finally:
-            text_input.close()
+            text_input = TextInput(
+                request_iterator,
+                first_text=request.text,
+                max_chars=self.config.max_stream_text_chars,
+                segment_max_chars=self.config.segment_max_chars,
+            )
+            synthesis = Synthesis(
+                self.run_segment, voice, request, self.config, time_remaining=context.time_remaining
+            )
+            try:
+                async for response in self._respond(
+                    synthesis, text_input.texts(), output, outcome, arrived, check=text_input.check
+                ):
+                    yield response
+            finally:
+                text_input.close()
 
     async def _respond(
         self,
         synthesis: Synthesis,
         texts: AsyncIterator[str],
         output: OutputStream,
-        context: grpc.aio.ServicerContext,
+        outcome: Outcome,
         arrived: float,
         check: Callable[[], None] = lambda: None,
     ) -> AsyncIterator[speech_pb2.SynthesizeResponse]:
-        """Audio messages, then the summary; relays upstream failures and bad streamed input."""
-        try:
-            with self.admission.enter():
-                async for response in self._stream(synthesis, texts, output, context, arrived, check):
-                    yield response
-        except Overloaded as exc:
-            metrics.REQUESTS.labels("refused").inc()
-            await refuse_overloaded(context, exc)
+        """Audio messages, then the summary. Raises what ends the call: Overloaded when the
+        service holds its maximum of calls, an UpstreamError to relay, bad streamed input."""
+        with self.admission.enter():
+            received_unix = time.time() - (time.monotonic() - arrived)
+            metrics.ACTIVE_REQUESTS.inc()
+            first_audio: float | None = None
 
-    async def _stream(
-        self,
-        synthesis: Synthesis,
-        texts: AsyncIterator[str],
-        output: OutputStream,
-        context: grpc.aio.ServicerContext,
-        arrived: float,
-        check: Callable[[], None],
-    ) -> AsyncIterator[speech_pb2.SynthesizeResponse]:
-        received_unix = time.time() - (time.monotonic() - arrived)
-        metrics.ACTIVE_REQUESTS.inc()
-        outcome = "cancelled"
-        first_audio: float | None = None
+            def audio(data: bytes, offset: int) -> speech_pb2.SynthesizeResponse:
+                return speech_pb2.SynthesizeResponse(
+                    audio=speech_pb2.AudioData(
+                        data=data, sample_rate=output.sample_rate, sample_offset=offset
+                    )
+                )
 
-        def audio(data: bytes, offset: int) -> speech_pb2.SynthesizeResponse:
-            return speech_pb2.SynthesizeResponse(
-                audio=speech_pb2.AudioData(data=data, sample_rate=output.sample_rate, sample_offset=offset)
-            )
-
-        try:
-            async with contextlib.aclosing(synthesis.audio(texts)) as stitched:
-                async for pcm in stitched:
-                    check()
-                    offset = output.samples
-                    data = output.write(pcm)
-                    if data:
-                        if first_audio is None:
-                            first_audio = time.monotonic() - arrived
-                            metrics.FIRST_AUDIO_SECONDS.observe(first_audio)
-                        yield audio(data, offset)
-            check()
-            offset = output.samples
-            data = output.finish()
-            if data:
-                yield audio(data, offset)
-        except InvalidArgument as exc:
-            outcome = "invalid"
-            await abort_invalid(context, str(exc))
-        except UpstreamError as exc:
-            outcome = "upstream_error"
-            log.warning("upstream call failed", service=exc.service, code=exc.code.name, details=exc.details)
-            pushback = RETRY_PUSHBACK if exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED else ()
-            await context.abort(exc.code, str(exc), pushback)
-        else:
-            outcome = "completed"
-            yield speech_pb2.SynthesizeResponse(
-                summary=self._summary(synthesis, output, arrived, received_unix, first_audio)
-            )
-        finally:
-            metrics.ACTIVE_REQUESTS.dec()
-            metrics.REQUESTS.labels(outcome).inc()
+            try:
+                async with contextlib.aclosing(synthesis.audio(texts)) as stitched:
+                    async for pcm in stitched:
+                        check()
+                        offset = output.samples
+                        data = output.write(pcm)
+                        if data:
+                            if first_audio is None:
+                                first_audio = time.monotonic() - arrived
+                                metrics.FIRST_AUDIO_SECONDS.observe(first_audio)
+                            yield audio(data, offset)
+                check()
+                offset = output.samples
+                data = output.finish()
+                if data:
+                    yield audio(data, offset)
+                outcome.value = "completed"
+                yield speech_pb2.SynthesizeResponse(
+                    summary=self._summary(synthesis, output, arrived, received_unix, first_audio)
+                )
+            except UpstreamError as exc:
+                log.warning(
+                    "upstream call failed", service=exc.service, code=exc.status.name, details=exc.details
+                )
+                raise
+            finally:
+                metrics.ACTIVE_REQUESTS.dec()
 
     def _summary(
         self,

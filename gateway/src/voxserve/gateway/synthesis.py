@@ -21,9 +21,9 @@ import numpy as np
 
 from voxserve.gateway.audio import f32_from_bytes
 from voxserve.gateway.config import GatewayConfig
-from voxserve.gateway.pipeline import CODEC_OF_FAMILY, SegmentRunner, SegmentStats, UpstreamError
+from voxserve.gateway.pipeline import SegmentJob, SegmentRunner, SegmentStats, UpstreamError
 from voxserve.gateway.stitcher import Stitcher
-from voxserve.gateway.voices import GENERATOR_TOKENS_PER_SECOND, SAMPLE_RATE, SAMPLES_PER_TOKEN, Voice
+from voxserve.gateway.voices import Voice
 from voxserve.v1 import generator_pb2, speech_pb2
 
 FinishReason = generator_pb2.GenerateResult.FinishReason
@@ -79,11 +79,11 @@ class Synthesis:
         self.request = request
         self.config = config
         self.time_remaining = time_remaining
-        self.sample_rate = SAMPLE_RATE[voice.family]
-        self.samples_per_token = SAMPLES_PER_TOKEN[voice.family]
+        self.sample_rate = voice.family.sample_rate
+        self.samples_per_token = voice.family.samples_per_token
         self.stitcher = Stitcher(round(config.crossfade_ms * self.sample_rate / 1000))
         self.segments: list[Segment] = []
-        self.global_ids: tuple[int, ...] | None = voice.global_ids
+        self.global_ids: tuple[int, ...] | None = voice.parts.global_ids
 
     def default_max_tokens(self, text: str) -> int:
         """A runaway guard for requests that set no max_tokens, proportional to the segment's text.
@@ -92,27 +92,25 @@ class Synthesis:
         limit; slow, careful speech stays well inside this.
         """
         seconds = max(self.config.min_max_seconds, len(text) * self.config.max_seconds_per_char)
-        return min(
-            self.config.max_tokens, math.ceil(seconds * GENERATOR_TOKENS_PER_SECOND[self.voice.family])
-        )
+        return min(self.config.max_tokens, math.ceil(seconds * self.voice.family.generator_tokens_per_second))
 
     def generate_request(self, text: str) -> generator_pb2.GenerateRequest:
         request = self.request
         generate = generator_pb2.GenerateRequest(text=text, sampling=request.sampling)
         if not request.sampling.HasField("max_tokens"):
             generate.sampling.max_tokens = self.default_max_tokens(text)
-        if self.voice.family == "s3":
-            pass  # the voice is the vocoder's prompt; the generator takes text alone
-        elif self.voice.chatterbox is not None:
-            generate.chatterbox.CopyFrom(self.voice.chatterbox)
-        elif self.voice.speaker is not None:
-            generate.speaker.name = self.voice.speaker
+        parts = self.voice.parts
+        if parts.chatterbox is not None:
+            generate.chatterbox.CopyFrom(parts.chatterbox)
+        elif parts.speaker is not None:
+            generate.speaker.name = parts.speaker
             generate.speaker.global_ids.extend(self.global_ids or ())
         elif self.global_ids is not None:
             generate.global_tokens.ids.extend(self.global_ids)
-        else:
+        elif self.voice.family.voice_from_generator:
             style = request.style if request.HasField("style") else None
             generate.style.CopyFrom(self.voice.style(style))
+        # Otherwise the voice is the vocoder's prompt alone (s3): the generator takes text alone.
         return generate
 
     async def audio(self, texts: AsyncIterator[str]) -> AsyncGenerator[np.ndarray, None]:
@@ -169,19 +167,20 @@ class Synthesis:
     def _start(self, text: str) -> Segment:
         segment = Segment(len(self.segments), text, started_at=time.monotonic())
         self.segments.append(segment)
-        segment.task = asyncio.create_task(self._run(segment, self.generate_request(text)))
+        job = SegmentJob(
+            self.generate_request(text),
+            self.voice.family,
+            self.request.seed,
+            segment.stats,
+            s3_prompt=self.voice.parts.s3_prompt,
+            deadline_seconds=self.time_remaining(),
+        )
+        segment.task = asyncio.create_task(self._run(segment, job))
         return segment
 
-    async def _run(self, segment: Segment, generate: generator_pb2.GenerateRequest) -> None:
+    async def _run(self, segment: Segment, job: SegmentJob) -> None:
         try:
-            async for chunk in self.run_segment(
-                generate,
-                codec=CODEC_OF_FAMILY[self.voice.family],
-                seed=self.request.seed,
-                stats=segment.stats,
-                deadline_seconds=self.time_remaining(),
-                s3_prompt=self.voice.s3_prompt,
-            ):
+            async for chunk in self.run_segment(job):
                 # A gap, an overlap or a different rate would be audible: never let one through.
                 if chunk.sample_offset != segment.samples or chunk.sample_rate != self.sample_rate:
                     raise UpstreamError(

@@ -80,6 +80,21 @@ def wait_serving(
             time.sleep(0.2)
 
 
+def service_command(service: str) -> list[str]:
+    """How a stack starts `service`: on Linux bound to end with the thread that starts it.
+
+    The services run in process groups of their own, so nothing else stops them when the launcher
+    dies without calling `stop` (SIGKILL, a crash): bound, each gets SIGTERM then and stops as it
+    does on `stop`, freeing its ports. The kernel ties the signal to the starting *thread*: start
+    services from a thread that outlives them (the main thread does). See voxserve.parent_death
+    for why a wrapper rather than a preexec_fn.
+    """
+    command = [sys.executable, "-m", f"voxserve.{service}"]
+    if not sys.platform.startswith("linux"):
+        return command
+    return [sys.executable, "-m", "voxserve.parent_death", str(os.getpid()), *command]
+
+
 @dataclass
 class LocalStack:
     pack: Path
@@ -119,7 +134,7 @@ class LocalStack:
             out = open(self.log_dir / f"{service}.log", "ab")
             self._logs.append(out)
         process = subprocess.Popen(
-            [sys.executable, "-m", f"voxserve.{service}"],
+            service_command(service),
             env=self.service_env(service),
             stdout=out,
             stderr=out,
@@ -193,7 +208,11 @@ class LocalStack:
         self._logs.clear()
 
     def __enter__(self) -> LocalStack:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:  # a failed or interrupted start leaves nothing running
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

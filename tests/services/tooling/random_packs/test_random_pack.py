@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from safetensors import safe_open
 
+from voxserve.families.registry import FAMILIES
 from voxserve.random_packs.tiny_bicodec import FULL_BICODEC_CONFIG
 from voxserve.random_packs.tiny_llm import SPARK_0_5B_LLM
-from voxserve.random_packs.writer import write_random_pack
+from voxserve.random_packs.writer import PACK_WRITERS, SPEAKER_NAME_WRITERS, write_random_pack
 from voxserve.vocoder.codecs.bicodec import BiCodecConfig, checkpoint_shapes
 
 
@@ -30,6 +31,26 @@ def test_full_size_llm_has_the_spark_dimensions() -> None:
 def test_unknown_size_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="size 'huge' is unknown"):
         write_random_pack(tmp_path, "huge")
+
+
+def test_every_family_has_a_pack_writer() -> None:
+    assert set(PACK_WRITERS) == set(FAMILIES)
+    assert set(SPEAKER_NAME_WRITERS) <= set(FAMILIES)
+
+
+def test_unknown_family_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="family 'bark' is unknown; families: "):
+        write_random_pack(tmp_path, "tiny", family="bark")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("family", ["s3", "chatterbox"])
+def test_speaker_names_are_refused_outside_spark(tmp_path: Path, family: str) -> None:
+    with pytest.raises(
+        ValueError, match=f"^speakers: only spark packs have a speaker-name variant, not {family}$"
+    ):
+        write_random_pack(tmp_path / "pack", "tiny", family=family, speakers=True)
+    assert not (tmp_path / "pack").exists()
 
 
 @pytest.mark.slow

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -12,6 +13,7 @@ from voxserve.random_packs.tiny_llm import (
     QWEN_SPECIAL_TOKENS,
     SPARK_CONTROL_TOKENS,
     bicodec_tokens,
+    corpus_lines,
     write_tiny_llm,
 )
 
@@ -37,6 +39,20 @@ def tokenizer(tiny_llm_dir: Path) -> PreTrainedTokenizerBase:
 @pytest.fixture(scope="module")
 def config(tiny_llm_dir: Path) -> dict:
     return json.loads((tiny_llm_dir / "config.json").read_text())
+
+
+def test_the_corpus_is_read_from_the_package_data_line_for_line() -> None:
+    """Every pack's tokenizer.json follows from these lines: a packaging mistake (the file left out
+    of the wheel, another encoding, a line lost or changed) must fail here, not in a pack."""
+    lines = corpus_lines()
+    assert len(lines) == 122
+    assert lines[0] == "The quick brown fox jumps over the lazy dog while the farmer watches from the gate."
+    assert lines[89] == "Jack and Jill went up the hill to fetch a pail of water."
+    assert lines[-1] == "ओह! यह तो बहुत मज़ेदार बात है।"
+    assert [line.isascii() for line in lines] == [True] * 98 + [False] * 24  # English, then Hindi
+    assert all(line and line == line.strip() for line in lines)
+    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()
+    assert digest == "42e9278a2d7c5a9ccf48c6778dc892e317439d8f60d407d85fa4aa386c6b5782"
 
 
 def _files(llm_dir: Path) -> dict[str, bytes]:

@@ -9,11 +9,13 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoTokenizer
 
+from voxserve.families import orpheus
+from voxserve.families.family import TokenKind
 from voxserve.families.pack import Pack
 from voxserve.families.speakers import SpeakerSet
 from voxserve.gateway.voices import VoiceRegistry
 from voxserve.generator.prompts import orpheus_prompt
-from voxserve.generator.token_table import ORPHEUS, MissingTokensError, TokenKind, TokenTable
+from voxserve.generator.token_table import MissingTokensError, TokenTable
 from voxserve.random_packs.tiny_orpheus import ORPHEUS_VOICES
 from voxserve.random_packs.writer import write_random_pack
 from voxserve.vocoder.codecs.snac.codec import SnacCodec
@@ -46,7 +48,7 @@ def test_the_lm_is_a_llama_with_tied_embeddings(orpheus_pack: Pack) -> None:
 def test_audio_token_ids_follow_orpheus_numbering(orpheus_pack: Pack) -> None:
     tokenizer = AutoTokenizer.from_pretrained(orpheus_pack.llm_dir)
     vocab = tokenizer.get_vocab()
-    table = TokenTable.from_tokenizer(tokenizer, grammar=ORPHEUS)
+    table = TokenTable.from_tokenizer(tokenizer, grammar=orpheus.GRAMMAR)
     assert table.family == "orpheus" and table.num_semantic == 7 * 4096 and table.num_global == 0
     base = vocab["<custom_token_0>"]
     # LLM id = base + 10 + position * 4096 + code, as upstream (base 128256 in the real tokenizer).
@@ -65,7 +67,7 @@ def test_a_tokenizer_missing_one_position_is_refused() -> None:
     vocab = {f"<custom_token_{n}>": n for n in range(10 + 6 * 4096)}
     vocab["<|eot_id|>"] = len(vocab)
     with pytest.raises(MissingTokensError, match=r"has 24576 <custom_token_N> audio tokens.*28672"):
-        TokenTable.from_vocab(vocab, grammar=ORPHEUS)
+        TokenTable.from_vocab(vocab, grammar=orpheus.GRAMMAR)
 
 
 def test_the_prompt_encodes_to_upstreams_marker_sequence(orpheus_pack: Pack) -> None:
@@ -91,9 +93,9 @@ def test_speakers_and_voices(orpheus_pack: Pack) -> None:
     assert speakers is not None and speakers.names == ORPHEUS_VOICES
     assert orpheus_pack.voices_file is not None
     registry = VoiceRegistry.from_file(orpheus_pack.voices_file)
-    assert registry.default.speaker == "tara"
+    assert registry.default.parts.speaker == "tara"
     assert {v.id for v in registry} == {"default", *ORPHEUS_VOICES}
-    assert all(v.family == "orpheus" and v.to_proto().sample_rate == 24000 for v in registry)
+    assert all(v.family.name == "orpheus" and v.to_proto().sample_rate == 24000 for v in registry)
 
 
 def test_the_same_seed_writes_the_same_pack(orpheus_pack: Pack, tmp_path: Path) -> None:

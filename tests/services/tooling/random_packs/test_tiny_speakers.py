@@ -43,7 +43,7 @@ def test_emotion_tags_are_single_tokens_and_hindi_encodes(speaker_pack: Pack) ->
 def test_every_speaker_is_a_registry_voice(speaker_pack: Pack) -> None:
     assert speaker_pack.voices_file is not None
     registry = VoiceRegistry.from_file(speaker_pack.voices_file)
-    assert [v.speaker for v in registry][1:] == list(SPEAKER_NAMES)
+    assert [v.parts.speaker for v in registry][1:] == list(SPEAKER_NAMES)
     voice = registry.get("kabir")
-    assert voice is not None and voice.family == "spark" and not voice.controllable
+    assert voice is not None and voice.family.name == "spark" and not voice.controllable
     assert voice.reuses_first_voice and voice.to_proto().speaker == "kabir"

@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from voxserve.common.config import ServiceConfig, load_config, setting
+from voxserve.common.config import ConfigError, ServiceConfig, load_config, setting
 
 PREFIX = "VOXSERVE_GENERATOR_"
+EXECUTORS = ("auto", "inproc", "mp")
+VLLM_LOGGING_CONFIG = Path(__file__).with_name("vllm_logging.json")
+
+
+@dataclass(frozen=True)
+class VllmEnvironment:
+    """The host's side of vLLM's set-up: the executor backend, and the variables set for it
+    whatever the environment holds (vLLM reads them in this process and the workers it spawns)."""
+
+    on_cpu: bool
+    backend: str
+    settings: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -41,6 +54,43 @@ class GeneratorConfig(ServiceConfig):
         "when the stack shares a small machine",
     )
     enforce_eager: bool = setting(False, "Disable CUDA graphs / compilation (faster start, slower steps)")
+
+    def check(self) -> None:
+        super().check()
+        if self.executor not in EXECUTORS:
+            raise ConfigError(
+                f"{self.name('executor')}={self.executor!r}: expected one of {', '.join(EXECUTORS)}"
+            )
+
+    def executor_backend(self, on_cpu: bool) -> str:
+        """vLLM's distributed executor backend: "uni" runs the model in the engine-core process."""
+        if self.executor == "auto":
+            return "uni" if on_cpu else "mp"
+        return "uni" if self.executor == "inproc" else "mp"
+
+    @property
+    def vllm_defaults(self) -> Mapping[str, str]:
+        """vLLM's variables an operator's environment may override. vLLM reads its logging
+        configuration when first imported, so these are set before that."""
+        return {
+            "VLLM_CPU_KVCACHE_SPACE": str(self.kv_cache_gib),
+            "VLLM_LOGGING_CONFIG_PATH": str(VLLM_LOGGING_CONFIG),
+        }
+
+    def vllm_environment(self, on_cpu: bool) -> VllmEnvironment:
+        """With one worker process the engine core and the worker poll each other's shared-memory
+        queues in a busy loop for a second after every message, which on a CPU host burns about a
+        core; running the model inside the engine-core process ("uni") removes that queue. vLLM
+        allows it on CPU only with V1 multiprocessing off, which for `AsyncLLM` still keeps the
+        engine core in its own process."""
+        backend = self.executor_backend(on_cpu)
+        settings: dict[str, str] = {}
+        if on_cpu and self.cpu_threads > 0:
+            settings["OMP_NUM_THREADS"] = str(self.cpu_threads)
+            settings["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
+        if backend == "uni":
+            settings["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        return VllmEnvironment(on_cpu, backend, settings)
 
 
 def load(**overrides: Any) -> GeneratorConfig:

@@ -26,9 +26,9 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from voxserve.families.spark import GLOBAL_TOKENS_PER_VOICE
 from voxserve.families.speakers import SpeakerSet, check_speaker_name
 
-GLOBAL_TOKENS_PER_VOICE = 32
 NUM_STYLE_LEVELS = 5
 # The position is the N of <|gender_N|>, as upstream (female 0, male 1).
 GENDERS: tuple[str, ...] = ("female", "male")

@@ -9,25 +9,21 @@ from typing import Any
 import grpc
 import torch
 
-from voxserve.common.admission import Admission, Overloaded, refuse_overloaded
+from voxserve.common.admission import Admission
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import current_request_id
-from voxserve.common.status import InvalidArgument, abort_invalid
+from voxserve.common.status import InvalidArgument, call_outcome
+from voxserve.families.family import Family
+from voxserve.families.registry import DEFAULT_FAMILY, FAMILIES
+from voxserve.families.spark import GLOBAL_TOKENS_PER_VOICE
 from voxserve.families.speakers import check_speaker_name
 from voxserve.generator import metrics
-from voxserve.generator.engine import (
-    NUM_GLOBAL_TOKENS,
-    SPARK_SAMPLING,
-    Frame,
-    Sampling,
-    Speaker,
-    Style,
-    TokenGenerator,
-)
+from voxserve.generator.frames import Frame
+from voxserve.generator.generate_args import DEFAULT_SAMPLING, GenerateArgs, Sampling, Speaker, Style
 from voxserve.generator.prompts import Gender
 from voxserve.generator.t3.config import MAX_EXAGGERATION, MAX_GUIDANCE
-from voxserve.generator.t3.generator import T3Generator
 from voxserve.generator.t3.voice import DEFAULT_EXAGGERATION, T3Voice
+from voxserve.generator.token_source import TokenSource
 from voxserve.v1 import generator_pb2, generator_pb2_grpc
 
 log = get_logger(__name__)
@@ -48,8 +44,8 @@ def _check(ok: bool, message: str) -> None:
 def parse_sampling(
     msg: generator_pb2.SamplingParams,
     max_tokens: int,
-    defaults: Sampling = SPARK_SAMPLING,
-    family: str = "spark",
+    defaults: Sampling = DEFAULT_SAMPLING,
+    family: Family = DEFAULT_FAMILY,
 ) -> Sampling:
     """Sampling from a request, every field checked against its documented range; unset fields
     keep the family's `defaults`."""
@@ -86,12 +82,16 @@ def parse_sampling(
         if msg.HasField(name):  # type: ignore[arg-type]
             value = getattr(msg, name)
             _check(
-                family == "chatterbox",
-                f"sampling.{name} is not accepted: it is for the chatterbox family only",
+                name in family.sampling_fields,
+                f"sampling.{name} is not accepted: it is for the {_families_taking(name)} family only",
             )
             _check(0 <= value <= limit, f"sampling.{name}={value:g} must be in [0, {limit:g}]")
             values[name] = value
     return dataclasses.replace(defaults, **values)
+
+
+def _families_taking(sampling_field: str) -> str:
+    return " and ".join(f.name for f in FAMILIES.values() if sampling_field in f.sampling_fields)
 
 
 def parse_style(msg: generator_pb2.VoiceStyle) -> Style:
@@ -103,8 +103,8 @@ def parse_style(msg: generator_pb2.VoiceStyle) -> Style:
 
 def parse_global_ids(ids: list[int], num_global: int, field: str = "global_tokens.ids") -> list[int]:
     _check(
-        len(ids) == NUM_GLOBAL_TOKENS,
-        f"{field} has {len(ids)} ids; exactly {NUM_GLOBAL_TOKENS} are required",
+        len(ids) == GLOBAL_TOKENS_PER_VOICE,
+        f"{field} has {len(ids)} ids; exactly {GLOBAL_TOKENS_PER_VOICE} are required",
     )
     bad = next((i for i, g in enumerate(ids) if not 0 <= g < num_global), None)
     _check(
@@ -114,16 +114,17 @@ def parse_global_ids(ids: list[int], num_global: int, field: str = "global_token
     return list(ids)
 
 
-def parse_speaker(msg: generator_pb2.Speaker, family: str, num_global: int) -> Speaker:
+def parse_speaker(msg: generator_pb2.Speaker, family: Family, num_global: int) -> Speaker:
     try:
         check_speaker_name(msg.name)
     except ValueError as exc:
         raise InvalidArgument(f"speaker.name: {exc}") from exc
     ids: list[int] = []
     if msg.global_ids:
+        # A speaker's globals prefill what a voice of global tokens would.
         _check(
-            family == "spark",
-            f"speaker.global_ids is not accepted: the {family} family's voice is its speaker name alone",
+            "global_tokens" in family.generator_voice_fields,
+            f"speaker.global_ids is not accepted: the {family.name} family's voice is its speaker name alone",
         )
         ids = parse_global_ids(list(msg.global_ids), num_global, "speaker.global_ids")
     return Speaker(msg.name, tuple(ids))
@@ -142,55 +143,34 @@ def parse_chatterbox_voice(msg: generator_pb2.ChatterboxVoice) -> T3Voice:
     return voice
 
 
-# Which voice fields each family's prompt can use.
-VOICES_OF_FAMILY = {
-    "spark": ("global_tokens", "style", "speaker"),
-    "s3": (),
-    "orpheus": ("speaker",),
-    "chatterbox": ("chatterbox",),
-}
-_NO_VOICE_REASON = {
-    "spark": "this generator's pack (spark family) takes global tokens, a style or a speaker",
-    "s3": "this generator's pack (s3 family) has no voice tokens; its voice is the vocoder's prompt",
-    "orpheus": "this generator's pack (orpheus family) takes a speaker name",
-    "chatterbox": "this generator's pack (chatterbox family) takes a chatterbox voice",
-}
-
-
 def parse_generate_request(
     request: generator_pb2.GenerateRequest,
     *,
     max_text_chars: int,
     max_tokens: int,
     num_global: int,
-    family: str = "spark",
-    defaults: Sampling = SPARK_SAMPLING,
-) -> dict[str, Any]:
-    """The keyword arguments of `TokenGenerator.generate` for a request, every field checked."""
+    family: Family = DEFAULT_FAMILY,
+    defaults: Sampling = DEFAULT_SAMPLING,
+) -> GenerateArgs:
+    """A request's arguments for a token source of `family`, every field checked."""
     text = request.text.strip()
     _check(bool(text), "text is empty")
     _check(len(text) <= max_text_chars, f"text has {len(text)} characters; the limit is {max_text_chars}")
     voice = request.WhichOneof("voice")
     _check(
-        voice is None or voice in VOICES_OF_FAMILY[family],
-        f"{voice} is not accepted: {_NO_VOICE_REASON.get(family, '')}",
+        voice is None or voice in family.generator_voice_fields,
+        f"{voice} is not accepted: {family.generator_voice_hint}",
     )
-    if family == "chatterbox":
-        voice_args = {"chatterbox": parse_chatterbox_voice(request.chatterbox)} if voice else {}
-        return {
-            "text": text,
-            **voice_args,
-            "sampling": parse_sampling(request.sampling, max_tokens, defaults, family),
-        }
-    return {
-        "text": text,
-        "global_ids": parse_global_ids(list(request.global_tokens.ids), num_global)
+    return GenerateArgs(
+        text=text,
+        global_ids=tuple(parse_global_ids(list(request.global_tokens.ids), num_global))
         if voice == "global_tokens"
         else None,
-        "style": parse_style(request.style) if voice == "style" else None,
-        "speaker": parse_speaker(request.speaker, family, num_global) if voice == "speaker" else None,
-        "sampling": parse_sampling(request.sampling, max_tokens, defaults, family),
-    }
+        style=parse_style(request.style) if voice == "style" else None,
+        speaker=parse_speaker(request.speaker, family, num_global) if voice == "speaker" else None,
+        t3_voice=parse_chatterbox_voice(request.chatterbox) if voice == "chatterbox" else None,
+        sampling=parse_sampling(request.sampling, max_tokens, defaults, family),
+    )
 
 
 def frame_to_proto(frame: Frame) -> generator_pb2.TokenFrame:
@@ -215,7 +195,7 @@ def frame_to_proto(frame: Frame) -> generator_pb2.TokenFrame:
 class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     def __init__(
         self,
-        generator: TokenGenerator | T3Generator,
+        generator: TokenSource,
         *,
         max_text_chars: int,
         max_tokens: int,
@@ -229,7 +209,7 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
     async def Generate(
         self, request: generator_pb2.GenerateRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[generator_pb2.TokenFrame]:
-        try:
+        async with call_outcome(context, metrics.REQUESTS) as outcome:
             args = parse_generate_request(
                 request,
                 max_text_chars=self.max_text_chars,
@@ -238,33 +218,15 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
                 family=self.generator.family,
                 defaults=self.generator.default_sampling,
             )
-        except InvalidArgument as exc:
-            metrics.REQUESTS.labels("invalid").inc()
-            await abort_invalid(context, str(exc))
-        try:
             with self.admission.enter():
-                async for frame in self._generate(args):
-                    yield frame
-        except Overloaded as exc:
-            metrics.REQUESTS.labels("refused").inc()
-            await refuse_overloaded(context, exc)
-        except InvalidArgument as exc:
-            await abort_invalid(context, str(exc))  # cut short: it may quote the text (markup)
-
-    async def _generate(self, args: dict[str, Any]) -> AsyncIterator[generator_pb2.TokenFrame]:
-        metrics.ACTIVE_REQUESTS.inc()
-        outcome = "cancelled"
-        try:
-            async for frame in self.generator.generate(**args, request_id=current_request_id() or "req"):
-                if frame.result is not None:
-                    outcome = "completed"
-                    metrics.FIRST_TOKEN_SECONDS.observe(frame.result.first_token_seconds)
-                    metrics.SEMANTIC_TOKENS.inc(frame.result.semantic_tokens)
-                    log.info("generated", **frame.result.__dict__)
-                yield frame_to_proto(frame)
-        except InvalidArgument:
-            outcome = "invalid"
-            raise
-        finally:
-            metrics.ACTIVE_REQUESTS.dec()
-            metrics.REQUESTS.labels(outcome).inc()
+                metrics.ACTIVE_REQUESTS.inc()
+                try:
+                    async for frame in self.generator.generate(args, current_request_id() or "req"):
+                        if frame.result is not None:
+                            outcome.value = "completed"
+                            metrics.FIRST_TOKEN_SECONDS.observe(frame.result.first_token_seconds)
+                            metrics.SEMANTIC_TOKENS.inc(frame.result.semantic_tokens)
+                            log.info("generated", **dataclasses.asdict(frame.result))
+                        yield frame_to_proto(frame)
+                finally:
+                    metrics.ACTIVE_REQUESTS.dec()

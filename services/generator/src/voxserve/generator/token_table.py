@@ -1,4 +1,4 @@
-"""Token id -> (kind, index) table for a family's tokenizer.
+"""Token id -> (kind, index) table for a family's tokenizer (its `TokenGrammar`).
 
 Token ids differ between the real tokenizer, fine-tunes and the generated test packs, so the table is
 read once from whatever tokenizer the pack holds: each audio token's index comes from its name
@@ -9,106 +9,21 @@ id. Lookups are numpy array reads, so classifying a generated id costs the same 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from types import MappingProxyType
 from typing import Protocol
 
 import numpy as np
 
-GLOBAL_TOKEN_PATTERN = re.compile(r"<\|bicodec_global_(\d+)\|>")
-SEMANTIC_TOKEN_PATTERN = re.compile(r"<\|bicodec_semantic_(\d+)\|>")
-
-EOS_TOKEN = "<|im_end|>"
-START_GLOBAL_TOKEN = "<|start_global_token|>"
-END_GLOBAL_TOKEN = "<|end_global_token|>"
-START_SEMANTIC_TOKEN = "<|start_semantic_token|>"
-END_SEMANTIC_TOKEN = "<|end_semantic_token|>"
-
-
-class TokenKind(IntEnum):
-    OTHER = 0
-    GLOBAL = 1
-    SEMANTIC = 2
-    START_GLOBAL = 3
-    END_GLOBAL = 4
-    START_SEMANTIC = 5
-    END_SEMANTIC = 6
-    EOS = 7
-
-
-@dataclass(frozen=True)
-class TokenGrammar:
-    """The audio tokens and markers of one family's tokenizer."""
-
-    family: str
-    semantic_pattern: re.Pattern[str]
-    global_pattern: re.Pattern[str] | None
-    """None: the family has no global (voice) tokens."""
-    markers: Mapping[TokenKind, str]
-    semantic_offset: int = 0
-    """Subtracted from N to give the index (Orpheus numbers its audio tokens from 10)."""
-    semantic_count: int | None = None
-    """Indices at or past this are not audio tokens (None: all that match)."""
-
-    def matches(self, token: str) -> tuple[TokenKind, int] | None:
-        if self.global_pattern is not None and (match := self.global_pattern.fullmatch(token)):
-            return TokenKind.GLOBAL, int(match.group(1))
-        if match := self.semantic_pattern.fullmatch(token):
-            index = int(match.group(1)) - self.semantic_offset
-            if 0 <= index and (self.semantic_count is None or index < self.semantic_count):
-                return TokenKind.SEMANTIC, index
-        return None
-
-
-SPARK = TokenGrammar(
-    "spark",
-    SEMANTIC_TOKEN_PATTERN,
-    GLOBAL_TOKEN_PATTERN,
-    {
-        TokenKind.START_GLOBAL: START_GLOBAL_TOKEN,
-        TokenKind.END_GLOBAL: END_GLOBAL_TOKEN,
-        TokenKind.START_SEMANTIC: START_SEMANTIC_TOKEN,
-        TokenKind.END_SEMANTIC: END_SEMANTIC_TOKEN,
-        TokenKind.EOS: EOS_TOKEN,
-    },
-)
-S3 = TokenGrammar(
-    "s3",
-    re.compile(r"<\|speech_(\d+)\|>"),
-    None,
-    {
-        TokenKind.START_SEMANTIC: "<|start_speech|>",
-        TokenKind.END_SEMANTIC: "<|end_speech|>",
-        TokenKind.EOS: EOS_TOKEN,
-    },
-)
-# Orpheus: one frame is 7 codes of 4096; the audio token of position p, code c is
-# <custom_token_{10 + p * 4096 + c}>. The first custom tokens are its markers.
-ORPHEUS_FRAME_CODES = 7
-ORPHEUS_CODEBOOK_SIZE = 4096
-ORPHEUS_AUDIO_OFFSET = 10
-ORPHEUS = TokenGrammar(
-    "orpheus",
-    re.compile(r"<custom_token_(\d+)>"),
-    None,
-    {
-        TokenKind.START_SEMANTIC: "<custom_token_1>",  # start of speech
-        TokenKind.END_SEMANTIC: "<custom_token_2>",  # end of speech
-        TokenKind.EOS: "<|eot_id|>",
-    },
-    semantic_offset=ORPHEUS_AUDIO_OFFSET,
-    semantic_count=ORPHEUS_FRAME_CODES * ORPHEUS_CODEBOOK_SIZE,
-)
-GRAMMARS = {g.family: g for g in (SPARK, S3, ORPHEUS)}
+from voxserve.families import spark
+from voxserve.families.family import TokenGrammar, TokenKind
 
 NO_INDEX = -1
 
 
 class MissingTokensError(ValueError):
-    """The tokenizer lacks tokens a Spark-style model needs."""
+    """The tokenizer lacks tokens its family's grammar names."""
 
 
 class SupportsGetVocab(Protocol):
@@ -131,11 +46,12 @@ class TokenTable:
     global_ids: np.ndarray
     semantic_ids: np.ndarray
     marker_ids: Mapping[TokenKind, int]
-    family: str = "spark"
+    family: str
+    """The grammar's family, named in messages."""
 
     @classmethod
     def from_tokenizer(
-        cls, tokenizer: SupportsGetVocab, vocab_size: int | None = None, grammar: TokenGrammar = SPARK
+        cls, tokenizer: SupportsGetVocab, vocab_size: int | None = None, grammar: TokenGrammar = spark.GRAMMAR
     ) -> TokenTable:
         """Build the table from the tokenizer's vocabulary.
 
@@ -146,7 +62,7 @@ class TokenTable:
 
     @classmethod
     def from_vocab(
-        cls, vocab: Mapping[str, int], vocab_size: int | None = None, grammar: TokenGrammar = SPARK
+        cls, vocab: Mapping[str, int], vocab_size: int | None = None, grammar: TokenGrammar = spark.GRAMMAR
     ) -> TokenTable:
         by_index: dict[TokenKind, dict[int, int]] = {TokenKind.GLOBAL: {}, TokenKind.SEMANTIC: {}}
         for token, token_id in vocab.items():

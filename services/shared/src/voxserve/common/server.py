@@ -10,6 +10,7 @@ SIGTERM/SIGINT: in-flight calls get `grace` seconds to finish while new ones are
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ from typing import Protocol
 
 import grpc
 import prometheus_client
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import RequestIdInterceptor
@@ -83,6 +85,58 @@ def tls_mode(config: ListenConfig) -> str:
     return "mutual" if config.tls_client_ca_file is not None else "on"
 
 
+# Server reflection comes in two versions: v1, which recent clients ask for first, and v1alpha,
+# which older ones (and the grpcurl of the dev extra) know. grpcio-reflection implements v1alpha
+# only, but the two protocols differ in nothing but their package name (same messages, same
+# field numbers), so the v1alpha servicer answers v1 calls too, with the v1alpha message classes
+# on the wire.
+REFLECTION_V1_SERVICE = "grpc.reflection.v1.ServerReflection"
+REFLECTION_SERVICES = (REFLECTION_V1_SERVICE, reflection.SERVICE_NAME)
+
+
+def enable_reflection(service_names: Sequence[str], server: grpc.aio.Server) -> None:
+    """Serve reflection v1 and v1alpha, listing `service_names` and both reflection services."""
+    _register_reflection_v1_descriptor()
+    servicer = reflection.aio.ReflectionServicer([*service_names, *REFLECTION_SERVICES])
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    info = grpc.stream_stream_rpc_method_handler(
+        servicer.ServerReflectionInfo,
+        request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+        response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(REFLECTION_V1_SERVICE, {"ServerReflectionInfo": info}),)
+    )
+
+
+@functools.cache
+def _register_reflection_v1_descriptor() -> None:
+    """Put grpc/reflection/v1/reflection.proto in the default descriptor pool, so that reflection
+    describes the v1 service it lists (`grpcurl describe` resolves every listed service)."""
+    pool = descriptor_pool.Default()
+    try:
+        pool.FindServiceByName(REFLECTION_V1_SERVICE)
+        return  # a library that ships the v1 module registered it already
+    except KeyError:
+        pass
+    proto = descriptor_pb2.FileDescriptorProto()
+    reflection_pb2.DESCRIPTOR.CopyToProto(proto)
+    alpha, v1 = proto.package, REFLECTION_V1_SERVICE.rpartition(".")[0]
+    proto.name = "grpc/reflection/v1/reflection.proto"
+    proto.package = v1
+    proto.options.java_package = "io.grpc.reflection.v1"
+    proto.options.go_package = "google.golang.org/grpc/reflection/grpc_reflection_v1"
+    proto.options.ClearField("deprecated")
+    for message in proto.message_type:
+        for field in message.field:
+            if field.HasField("type_name"):  # a message field (setting it marks any field one)
+                field.type_name = field.type_name.replace(f".{alpha}.", f".{v1}.")
+    for method in proto.service[0].method:
+        method.input_type = method.input_type.replace(f".{alpha}.", f".{v1}.")
+        method.output_type = method.output_type.replace(f".{alpha}.", f".{v1}.")
+    pool.AddSerializedFile(proto.SerializeToString())
+
+
 async def serve(spec: ServiceSpec, config: ListenConfig) -> None:
     """Run a service until SIGTERM/SIGINT, then stop gracefully."""
     # Checked before anything starts: a bad certificate setting stops the service with its name.
@@ -100,9 +154,7 @@ async def serve(spec: ServiceSpec, config: ListenConfig) -> None:
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     health_names = ["", *spec.service_names]
-    reflection.enable_server_reflection(
-        [*spec.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server
-    )
+    enable_reflection([*spec.service_names, health.SERVICE_NAME], server)
 
     address = f"{config.host}:{config.port}"
     if credentials is None:

@@ -171,11 +171,6 @@ def _init_tensor(
     return weight
 
 
-def tiny_bicodec_state_dict(seed: int) -> dict[str, torch.Tensor]:
-    """Random tiny checkpoint tensors (decode path plus a few encode-only ones), deterministic in `seed`."""
-    return bicodec_state_dict(TINY_BICODEC_CONFIG, seed)
-
-
 def bicodec_state_dict(raw_config: dict[str, Any], seed: int) -> dict[str, torch.Tensor]:
     """Random checkpoint tensors for a BiCodec config in the upstream layout."""
     config = BiCodecConfig.from_dict(raw_config)

@@ -6,8 +6,8 @@ special tokens, a ``config.json`` with the real keys, ``generation_config.json``
 under the Hugging Face Qwen2 tensor names. Only the sizes are small, so the code that loads this pack
 (transformers, vLLM) is the code that loads real weights.
 
-The BPE merges are learnt from a short corpus embedded here; the tokenizer does not depend on the seed,
-only the weights do.
+The BPE merges are learnt from a short corpus shipped beside this module (``corpus.txt``); the
+tokenizer does not depend on the seed, only the weights do.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,10 @@ SPARK_CONTROL_TOKENS = (
     *(f"<|pitch_label_{n}|>" for n in range(NUM_STYLE_LEVELS)),
     *(f"<|speed_label_{n}|>" for n in range(NUM_STYLE_LEVELS)),
 )
+
+# Package data (see the tooling's pyproject package-data), read through importlib.resources so that
+# it is found in an installed wheel as in a checkout.
+CORPUS_FILE = "corpus.txt"
 
 # Size of the learnt byte-level vocabulary (256 byte symbols + merges), before the added tokens.
 BASE_VOCAB_SIZE = 1536
@@ -161,8 +166,10 @@ def build_tiny_tokenizer(
 
 
 def corpus_lines() -> list[str]:
-    """The embedded training text, one sentence a line (English, then some Hindi)."""
-    return _CORPUS.strip().splitlines()
+    """The training text shipped beside this module, one sentence a line: English, then some Hindi
+    so that Devanagari gets merges of its own."""
+    text = resources.files("voxserve.random_packs").joinpath(CORPUS_FILE).read_text(encoding="utf-8")
+    return text.strip().splitlines()
 
 
 def write_tiny_llm(llm_dir: Path, seed: int) -> None:
@@ -375,130 +382,3 @@ def _token_id(tokenizer: Tokenizer, token: str) -> int:
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
-# English with some Hindi, so that Devanagari gets merges of its own.
-_CORPUS = """
-The quick brown fox jumps over the lazy dog while the farmer watches from the gate.
-Good morning, and thank you for calling. How can I help you today?
-Please hold the line while I transfer your call to the next available agent.
-Your appointment is confirmed for Tuesday, March 4th, at 10:30 in the morning.
-The train to Edinburgh departs from platform nine at a quarter past six.
-She sells sea shells by the sea shore, and the shells she sells are surely sea shells.
-Reading aloud helps children learn how words sound and how sentences flow.
-The weather today will be cloudy with a chance of light rain in the afternoon.
-Temperatures will fall to around twelve degrees overnight, so bring a warm coat.
-I would like to order a large pizza with mushrooms, olives and extra cheese.
-The meeting has been moved to the third floor conference room.
-Can you tell me the way to the nearest pharmacy, please?
-Turn left at the traffic lights, then walk straight on for about two hundred metres.
-Our store opens at nine o'clock on weekdays and at ten o'clock on weekends.
-It's a beautiful day, isn't it? We should go for a walk in the park.
-He didn't know whether they'd arrive before the storm or after it.
-The museum's new exhibition shows paintings from the seventeenth century.
-Scientists have discovered a new species of frog in the rain forest.
-The library is quiet in the evening, when most students have gone home.
-Remember to save your work before you close the program.
-The package was delivered to your front door at 4:15 this afternoon.
-Your account balance is one thousand two hundred and fifty dollars.
-Press one for sales, press two for support, or stay on the line for an operator.
-Thank you for your patience; your call is important to us.
-The concert starts at eight, but the doors open an hour earlier.
-Would you prefer tea or coffee with your breakfast this morning?
-My grandmother used to tell us stories about the old village by the river.
-Every evening the lighthouse keeper climbed the stairs to light the lamp.
-The children laughed as the puppy chased its tail around the garden.
-A gentle breeze carried the smell of fresh bread from the bakery.
-Please speak clearly after the tone and leave your name and number.
-The flight to New York has been delayed by forty minutes because of fog.
-Passengers are reminded to keep their belongings with them at all times.
-We apologise for the inconvenience and thank you for travelling with us.
-Mix the flour, sugar and butter, then add two eggs and a cup of milk.
-Bake the cake for thirty-five minutes, until it is golden brown.
-The river winds through the valley before it reaches the sea.
-Mountains covered in snow rose high above the quiet little town.
-Why is the sky blue? Because air scatters blue light more than red light.
-Voice assistants convert text into natural sounding speech in real time.
-Streaming audio lets the listener hear the first words before the sentence is finished.
-The engineer measured the latency of every request and wrote down the results.
-Our servers handle thousands of requests per second without dropping a single one.
-The doctor said I should rest, drink plenty of water, and take the medicine twice a day.
-If you have any questions, please don't hesitate to contact our customer service team.
-The new software update improves battery life and fixes several bugs.
-Open the window, the room is far too warm for a meeting.
-The cat slept on the windowsill, warm in the afternoon sun.
-Three hundred and sixty-five days make a year, and twelve months make a year too.
-The numbers are 0, 1, 2, 3, 4, 5, 6, 7, 8, 9 and 10.
-She asked, "Where are you going?" and he answered, "Home, at last."
-The price is $19.99, or 15% off if you order before Friday.
-Call me at 555-0123 or send an email to the office.
-Welcome to the show! Tonight we have a very special guest.
-The history of the city goes back more than two thousand years.
-Farmers in the north grow wheat, barley and potatoes.
-A good night's sleep is one of the best things for your health.
-The orchestra played softly as the curtain slowly rose.
-Learning a new language takes time, patience and a lot of practice.
-We walked along the beach and collected smooth stones and shells.
-The recipe calls for two teaspoons of salt and a pinch of pepper.
-Please fasten your seat belt and return your seat to the upright position.
-The next station is Central Square. Doors will open on the right.
-Thank you for shopping with us. Have a wonderful day!
-The report will be ready by the end of the week.
-I'm sorry, I didn't catch that. Could you say it again, please?
-That's exactly what I was thinking, and I'm glad you agree.
-They've finished the first chapter and they'll start the second tomorrow.
-The little boat sailed across the lake as the sun went down.
-Happy birthday! I hope all your wishes come true this year.
-The storm knocked down trees and left the town without power for a day.
-Astronomers watched the comet pass close to the planet.
-The football match ended in a draw after extra time.
-Your password must contain at least eight characters and one number.
-The bridge was built in 1889 and repaired in 1994.
-Wash your hands before meals and after playing outside.
-The painter mixed yellow and blue to make a bright green.
-Bees carry pollen from flower to flower, helping the plants grow.
-The professor explained the theory with simple examples and a few drawings.
-Silence filled the hall as the speaker stepped up to the microphone.
-This is a test of the speech synthesis system. One, two, three.
-The voice sounded warm and friendly, with a calm and steady pace.
-Speak slowly and clearly, with a low pitch and a gentle tone.
-Hello world! This is a short sentence, followed by a much longer one that keeps going for a while.
-The quick response from the team solved the problem within minutes.
-Autumn leaves turned red and gold before they fell to the ground.
-On Monday we go swimming; on Wednesday we play chess; on Friday we rest.
-The shop on the corner sells newspapers, sweets and fresh flowers.
-At midnight the city lights sparkled like stars across the water.
-Jack and Jill went up the hill to fetch a pail of water.
-A journey of a thousand miles begins with a single step.
-The early bird catches the worm, but the second mouse gets the cheese.
-Knowledge is power, and sharing it makes everyone stronger.
-Please note that the office will be closed on public holidays.
-The band released its third album last spring to great reviews.
-Keep calm and carry on, even when things don't go to plan.
-Would you like to hear the news, the weather, or some music?
-The road ahead is closed, so please follow the signs for the diversion.
-नमस्ते, आप कैसे हैं? मैं ठीक हूँ, धन्यवाद।
-हिन्दी भारत की एक प्रमुख भाषा है और इसे करोड़ों लोग बोलते हैं।
-आज मौसम बहुत अच्छा है, चलो पार्क में घूमने चलते हैं।
-मेरा नाम राहुल है और मैं दिल्ली में रहता हूँ।
-कृपया लाइन पर बने रहें, आपकी कॉल हमारे लिए महत्वपूर्ण है।
-ट्रेन प्लेटफार्म नंबर तीन से सुबह छह बजे चलेगी।
-बच्चे बगीचे में खेल रहे हैं और उनकी माँ खाना बना रही है।
-क्या आप मुझे सबसे नज़दीकी अस्पताल का रास्ता बता सकते हैं?
-सीधे जाइए और दूसरे चौराहे पर बाएँ मुड़िए।
-मुझे चाय बहुत पसंद है, लेकिन मेरी बहन को कॉफ़ी पसंद है।
-कल हमारी परीक्षा है, इसलिए आज रात हम पढ़ाई करेंगे।
-यह किताब बहुत रोचक है, मैंने इसे दो दिनों में पढ़ लिया।
-बारिश के मौसम में नदी का पानी बढ़ जाता है।
-आपका खाता शेष एक हज़ार दो सौ पचास रुपये है।
-धन्यवाद, आपका दिन शुभ हो!
-दादी हमें हर रात पुरानी कहानियाँ सुनाती थीं।
-सूरज पूर्व में उगता है और पश्चिम में डूबता है।
-हम सब मिलकर काम करेंगे तो सफलता ज़रूर मिलेगी।
-कृपया बीप की आवाज़ के बाद अपना संदेश छोड़ें।
-बाज़ार में आज ताज़ी सब्ज़ियाँ और फल मिल रहे हैं।
-डॉक्टर ने कहा कि मुझे आराम करना चाहिए और खूब पानी पीना चाहिए।
-संगीत सुनने से मन को शांति मिलती है।
-यह आवाज़ बहुत मधुर और स्पष्ट है।
-ओह! यह तो बहुत मज़ेदार बात है।
-"""

@@ -17,14 +17,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from voxserve.families.orpheus import AUDIO_TOKEN_OFFSET, CODEBOOK_SIZE, CODES_PER_FRAME
 from voxserve.families.speakers import SpeakerSet
-from voxserve.generator.token_table import ORPHEUS_AUDIO_OFFSET, ORPHEUS_CODEBOOK_SIZE, ORPHEUS_FRAME_CODES
 from voxserve.random_packs.tiny_llm import LLAMA3, LlmSize, write_llm
 from voxserve.random_packs.tiny_snac import SNAC_24KHZ, TINY, write_snac
 
 # The English Orpheus fine-tune's voices.
 ORPHEUS_VOICES = ("tara", "leah", "jess", "leo", "dan", "mia", "zac", "zoe")
-NUM_CUSTOM_TOKENS = ORPHEUS_AUDIO_OFFSET + ORPHEUS_FRAME_CODES * ORPHEUS_CODEBOOK_SIZE
+NUM_CUSTOM_TOKENS = AUDIO_TOKEN_OFFSET + CODES_PER_FRAME * CODEBOOK_SIZE
 
 TINY_ORPHEUS_LLM = LlmSize(
     hidden_size=64, num_layers=2, num_attention_heads=2, num_kv_heads=1, intermediate_size=128

@@ -57,15 +57,6 @@ class Batch:
             None if self.audio is None else [self.audio[i] for i in keep],
         )
 
-    @classmethod
-    def concatenate(cls, batches: Sequence[Batch]) -> Batch:
-        rows = [row for b in batches for row in b.rows]
-        if len({row.window.length for row in rows}) != 1:
-            raise ValueError("only batches of equal window length can be concatenated")
-        if any(b.audio is not None for b in batches):
-            raise ValueError("only batches not yet decoded can be concatenated")
-        return cls(rows)
-
     def outputs(self) -> list[tuple[Window, torch.Tensor]]:
         """Each row's window and the samples of its own tokens."""
         if self.audio is None:

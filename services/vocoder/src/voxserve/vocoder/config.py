@@ -6,9 +6,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from voxserve.common.config import ServiceConfig, load_config, setting
+import torch
+
+from voxserve.common.config import ConfigError, ServiceConfig, load_config, setting
 
 PREFIX = "VOXSERVE_VOCODER_"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Settings where 0 means "the default" (or "torch's own"), and settings that need at least one.
+_ZERO_PICKS_DEFAULT = (
+    "first_chunk_tokens",
+    "max_chunk_tokens",
+    "context_tokens",
+    "max_batch_tokens",
+    "torch_threads",
+)
+_AT_LEAST_ONE = ("max_stream_tokens", "max_streams", "max_batch_size")
 
 
 @dataclass(frozen=True)
@@ -23,12 +35,13 @@ class VocoderConfig(ServiceConfig):
     first_chunk_tokens: int = setting(
         0,
         "Tokens in a stream's first chunk, and in every chunk while the device is idle; 0 picks by "
-        "codec: BiCodec 10 (200 ms), S3Gen 10 (400 ms), SNAC 2 Orpheus frames (171 ms)",
+        "the pack's family: spark 10 (200 ms), s3 and chatterbox 10 (400 ms), orpheus 2 frames (171 ms)",
     )
     max_chunk_tokens: int = setting(
         0,
         "Largest chunk: chunks grow toward it (first x 2^k) as the device gets busy, never beyond "
-        "the audio the client still holds; 0 picks by codec: BiCodec and S3Gen 80, SNAC 12",
+        "the audio the client still holds; 0 picks by the pack's family: spark, s3 and chatterbox 80, "
+        "orpheus 12",
     )
     context_tokens: int = setting(
         0,
@@ -67,6 +80,32 @@ class VocoderConfig(ServiceConfig):
         "Intra-op threads for torch on CPU; 0 leaves torch's default (one per core). One keeps a "
         "forward from stalling on threads that share cores with the event loop and other services",
     )
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def check(self) -> None:
+        super().check()
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"{self.name('dtype')}={self.dtype!r}: expected one of {', '.join(DTYPES)}")
+        for field_name in _ZERO_PICKS_DEFAULT:
+            if getattr(self, field_name) < 0:
+                raise ConfigError(f"{self.name(field_name)}={getattr(self, field_name)}: must be >= 0")
+        for field_name in _AT_LEAST_ONE:
+            if getattr(self, field_name) < 1:
+                raise ConfigError(f"{self.name(field_name)}={getattr(self, field_name)}: must be >= 1")
+        if (
+            self.first_chunk_tokens
+            and self.max_chunk_tokens
+            and self.first_chunk_tokens > self.max_chunk_tokens
+        ):
+            raise ConfigError(
+                f"{self.name('first_chunk_tokens')}={self.first_chunk_tokens}: must be <= "
+                f"{self.name('max_chunk_tokens')}={self.max_chunk_tokens}"
+            )
+        if not self.context_tolerance > 0:
+            raise ConfigError(f"{self.name('context_tolerance')}={self.context_tolerance}: must be > 0")
 
 
 def load(**overrides: Any) -> VocoderConfig:

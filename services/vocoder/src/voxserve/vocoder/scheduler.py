@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from voxserve.common.logging import get_logger
+from voxserve.common.status import Overloaded
 from voxserve.vocoder import metrics
 from voxserve.vocoder.batch import Batch
 from voxserve.vocoder.codecs.base import Codec
@@ -43,8 +44,9 @@ LOAD_LOW, LOAD_HIGH = 0.25, 0.75
 RECHECK_SECONDS = 0.02
 
 
-class StreamLimitReached(Exception):
-    """The vocoder already holds its maximum number of streams."""
+class StreamLimitReached(Overloaded):
+    """The vocoder already holds its maximum number of streams: RESOURCE_EXHAUSTED with a retry
+    hint, so the gateway tries another replica or comes back later."""
 
 
 @dataclass(frozen=True)

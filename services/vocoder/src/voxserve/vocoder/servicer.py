@@ -10,23 +10,25 @@ from typing import Any
 import grpc
 import numpy as np
 
-from voxserve.common.admission import RETRY_PUSHBACK
 from voxserve.common.logging import get_logger
-from voxserve.common.status import InvalidArgument, abort_invalid, bounded_details
+from voxserve.common.status import CallError, InvalidArgument, call_outcome
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder import metrics
 from voxserve.vocoder.codecs.base import Codec, CodecInputError, VoiceConditioning
-from voxserve.vocoder.scheduler import Scheduler, StreamLimitReached
-from voxserve.vocoder.stream import DecodeStream
+from voxserve.vocoder.scheduler import Scheduler
+from voxserve.vocoder.stream import Chunk, DecodeStream
 
 log = get_logger(__name__)
 
-# After the last chunk, how long to wait for the caller to close its side, so that a message it
-# sent after End is refused even when it arrives after the last chunk went out.
+# After the last chunk, how long to wait for the caller to close its side.
 CLOSE_WAIT_SECONDS = 0.5
 # A caller's string quoted in an error is cut to this many characters (all details are bounded
 # anyway, see `bounded_details`; this keeps the rest of the message).
 MAX_ECHO_CHARS = 64
+
+
+class DecodeFailed(CallError):
+    """The codec failed on a window of the stream (INTERNAL: the caller's input was valid)."""
 
 
 def echo(value: str) -> str:
@@ -150,51 +152,51 @@ class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
     async def Decode(
         self, request_iterator: AsyncIterator[vocoder_pb2.DecodeRequest], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[vocoder_pb2.AudioChunk]:
+        stream: DecodeStream | None = None
+        feeder: asyncio.Task[None] | None = None
         try:
-            stream = await self._open(request_iterator)
-        except InvalidArgument as exc:
-            metrics.STREAMS.labels("invalid").inc()
-            await abort_invalid(context, str(exc))
-        except StreamLimitReached as exc:
-            metrics.STREAMS.labels("refused").inc()
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc), RETRY_PUSHBACK)
-        feeder = asyncio.create_task(self._feed(stream, request_iterator))
-        outcome = "cancelled"
-        try:
-            while True:
-                item = await stream.outbox.get()
-                if isinstance(item, BaseException):
-                    outcome = "invalid" if isinstance(item, InvalidArgument) else "error"
-                    code = (
-                        grpc.StatusCode.INVALID_ARGUMENT if outcome == "invalid" else grpc.StatusCode.INTERNAL
-                    )
-                    message = str(item) if outcome == "invalid" else f"decode failed: {item}"
-                    await context.abort(code, bounded_details(message))
-                    return
-                samples = item.samples.numpy().astype(np.float32, copy=False)
-                offset = item.sample_offset
-                held = stream.resume_from_sample - offset  # samples the caller already has
-                if held > 0:
-                    if held >= samples.size and not item.final:
-                        continue
-                    samples, offset = samples[held:], offset + min(held, samples.size)
-                yield vocoder_pb2.AudioChunk(
-                    pcm_f32=samples.tobytes(),
-                    sample_offset=offset,
-                    sample_rate=self.codec.sample_rate,
-                    final=item.final,
-                )
-                if item.final:
-                    outcome = "completed"
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(asyncio.shield(feeder), CLOSE_WAIT_SECONDS)
-                    late = stream.outbox.get_nowait() if not stream.outbox.empty() else None
-                    if isinstance(late, InvalidArgument):
-                        outcome = "invalid"
-                        await abort_invalid(context, str(late))
-                    break
+            async with call_outcome(context, metrics.STREAMS) as outcome:
+                stream = await self._open(request_iterator)
+                feeder = asyncio.create_task(self._feed(stream, request_iterator))
+                while True:
+                    item = await stream.outbox.get()
+                    if isinstance(item, InvalidArgument):
+                        raise item
+                    if isinstance(item, BaseException):
+                        raise DecodeFailed(f"decode failed: {item}") from item
+                    chunk = self._audio_chunk(stream, item)
+                    if chunk is not None:
+                        yield chunk
+                    if item.final:
+                        break
+                outcome.value = "completed"
+                # A message the caller sent after End is refused even when it arrives after the
+                # last chunk went out.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(feeder), CLOSE_WAIT_SECONDS)
+                late = stream.outbox.get_nowait() if not stream.outbox.empty() else None
+                if isinstance(late, InvalidArgument):
+                    raise late
         finally:
-            feeder.cancel()
-            self.scheduler.remove(stream)
-            metrics.STREAMS.labels(outcome).inc()
-            log.info("decode stream closed", outcome=outcome, tokens=len(stream.tokens))
+            if feeder is not None:
+                feeder.cancel()
+            if stream is not None:
+                self.scheduler.remove(stream)
+                log.info("decode stream closed", outcome=outcome.value, tokens=len(stream.tokens))
+
+    def _audio_chunk(self, stream: DecodeStream, chunk: Chunk) -> vocoder_pb2.AudioChunk | None:
+        """A decoded chunk as the caller gets it: without the samples it already holds (None when
+        it holds them all and more chunks follow)."""
+        samples = chunk.samples.numpy().astype(np.float32, copy=False)
+        offset = chunk.sample_offset
+        held = stream.resume_from_sample - offset
+        if held > 0:
+            if held >= samples.size and not chunk.final:
+                return None
+            samples, offset = samples[held:], offset + min(held, samples.size)
+        return vocoder_pb2.AudioChunk(
+            pcm_f32=samples.tobytes(),
+            sample_offset=offset,
+            sample_rate=self.codec.sample_rate,
+            final=chunk.final,
+        )

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, Self
 
 import numpy as np
 import torch
@@ -67,16 +68,38 @@ class DecodeRow:
     state: Any
 
 
+class ChunkContext(NamedTuple):
+    """Tokens of context a window carries on each side of its chunk."""
+
+    left_tokens: int
+    lookahead_tokens: int
+
+
 class Codec(Protocol):
     """A token-to-waveform decoder loaded from a model pack."""
 
     name: str
+    """Its name in the codec registry, which families name (`Family.codec`) and start messages
+    carry (`DecodeStart.codec`)."""
     sample_rate: int
     samples_per_token: int
     token_vocab_size: int
     """Valid token ids are 0 .. token_vocab_size - 1."""
     codes_per_token: int
     """Ids that make one token: 1, or a frame of several codes (SNAC: 7), sent whole."""
+
+    @classmethod
+    def from_pack(
+        cls, pack_dir: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+    ) -> Self:
+        """Load the codec from a model pack's files, in the upstream checkpoint layout."""
+        ...
+
+    def chunk_context(self, context_tokens: int, tolerance: float) -> ChunkContext:
+        """The context of every window: `context_tokens` is the configured context (0: the
+        codec's own), `tolerance` the largest sample difference between a streamed and an
+        offline decode allowed where the codec measures its context."""
+        ...
 
     def condition(self, voice: VoiceConditioning) -> Any:
         """Per-stream conditioning computed once at stream start (validates the voice)."""

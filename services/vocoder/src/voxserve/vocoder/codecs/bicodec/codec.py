@@ -8,7 +8,14 @@ from pathlib import Path
 import torch
 import yaml
 
-from voxserve.vocoder.codecs.base import CodecInputError, DecodeRow, VoiceConditioning, crop_rows
+from voxserve.common.logging import get_logger
+from voxserve.vocoder.codecs.base import (
+    ChunkContext,
+    CodecInputError,
+    DecodeRow,
+    VoiceConditioning,
+    crop_rows,
+)
 from voxserve.vocoder.codecs.bicodec.checkpoint import (
     build_meta_decoder,
     load_decode_state_dict,
@@ -16,6 +23,9 @@ from voxserve.vocoder.codecs.bicodec.checkpoint import (
 )
 from voxserve.vocoder.codecs.bicodec.config import BiCodecConfig, BiCodecLoadError
 from voxserve.vocoder.codecs.bicodec.model import BiCodecDecoder
+from voxserve.vocoder.receptive_field import measure_context
+
+log = get_logger(__name__)
 
 
 def _check_pack_config(path: Path, config: BiCodecConfig) -> None:
@@ -77,6 +87,19 @@ class BiCodec:
         config = BiCodecConfig.from_yaml(pack / "BiCodec" / "config.yaml")
         _check_pack_config(pack / "config.yaml", config)
         return cls.from_files(config, pack / "BiCodec" / "model.safetensors", device=device, dtype=dtype)
+
+    def chunk_context(self, context_tokens: int, tolerance: float) -> ChunkContext:
+        """Stateless: the same context on both sides, measured from the weights unless set (the
+        theoretical receptive field is far wider than what real weights need)."""
+        if context_tokens <= 0:
+            context_tokens = measure_context(self, tolerance).context_tokens
+            log.info(
+                "measured decode context",
+                context_tokens=context_tokens,
+                tolerance=tolerance,
+                receptive_field_tokens=self.receptive_field_tokens,
+            )
+        return ChunkContext(context_tokens, context_tokens)
 
     def condition(self, voice: VoiceConditioning) -> torch.Tensor:
         """The speaker vector d [D] for a voice's global ids."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from voxserve.vocoder.codecs.base import CodecInputError, DecodeRow, VoiceConditioning
+from voxserve.vocoder.codecs.base import ChunkContext, CodecInputError, DecodeRow, VoiceConditioning
 from voxserve.vocoder.codecs.s3gen import noise
 from voxserve.vocoder.codecs.s3gen.checkpoint import load_s3gen
 from voxserve.vocoder.codecs.s3gen.config import FULL, FlowConfig, HiftConfig, S3GenConfig
@@ -117,6 +117,11 @@ class S3GenCodec:
         pack = Path(pack_dir)
         model = load_s3gen(pack / CHECKPOINT_FILE, pack_config(pack), dtype=dtype, device=str(device))
         return cls(model)
+
+    def chunk_context(self, context_tokens: int, tolerance: float) -> ChunkContext:
+        """S3Gen carries its state across chunks: its lookahead is the flow's own, its left
+        context the flow context of each window (set, or one second of tokens)."""
+        return ChunkContext(context_tokens or self.left_context_tokens, self.lookahead_tokens)
 
     def condition(self, voice: VoiceConditioning) -> S3Conditioning:
         """Validate a voice (field names as in `DecodeStart.s3_prompt`) and move it to the device."""

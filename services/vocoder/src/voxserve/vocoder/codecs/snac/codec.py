@@ -27,10 +27,16 @@ with warnings.catch_warnings():
     from snac import SNAC
     from snac.layers import NoiseBlock
 
-from voxserve.vocoder.codecs.base import CodecInputError, DecodeRow, VoiceConditioning, crop_rows
+from voxserve.families.orpheus import CODES_PER_FRAME
+from voxserve.vocoder.codecs.base import (
+    ChunkContext,
+    CodecInputError,
+    DecodeRow,
+    VoiceConditioning,
+    crop_rows,
+)
 from voxserve.vocoder.codecs.s3gen.noise import frame_normal
 
-CODES_PER_FRAME = 7
 # Where each of a frame's 7 codes goes: (codebook, position within the frame's codes of it).
 CODEBOOK_OF_POSITION = ((0, 0), (1, 0), (2, 0), (2, 1), (1, 1), (2, 2), (2, 3))
 SNAC_DIR = "SNAC"
@@ -93,6 +99,12 @@ class SnacCodec:
         state = torch.load(root / "pytorch_model.bin", map_location="cpu", weights_only=True)
         model.load_state_dict(state)
         return cls(model.to(device=device, dtype=dtype))
+
+    def chunk_context(self, context_tokens: int, tolerance: float) -> ChunkContext:
+        """Stateless: the same context on both sides, set or the decoder's reach measured at
+        load (exact, so `tolerance` plays no part)."""
+        context = context_tokens or self.receptive_field_tokens
+        return ChunkContext(context, context)
 
     def condition(self, voice: VoiceConditioning) -> None:
         """Orpheus voices live in the language model's prompt: the codec takes none."""

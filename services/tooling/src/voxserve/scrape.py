@@ -1,4 +1,4 @@
-"""Reading a service's Prometheus endpoint (tests, benchmarks, operators' scripts)."""
+"""Reading a service's Prometheus endpoint, for benchmarks, fault scripts and tests: no service does."""
 
 from __future__ import annotations
 
