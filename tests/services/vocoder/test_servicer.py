@@ -197,13 +197,17 @@ async def test_a_resumed_stream_sends_only_the_samples_after_the_resume_point(
 
 
 async def replay_matches_the_paced_stream(
-    stub: vocoder_pb2_grpc.VocoderStub, messages: list[vocoder_pb2.DecodeRequest]
+    stub: vocoder_pb2_grpc.VocoderStub,
+    messages: list[vocoder_pb2.DecodeRequest],
+    chunking_tolerance: float = 1e-4,
 ) -> None:
     """A paced stream, then its replay (every token at once, as after a failover) resuming at one
     of its chunk ends. Given every chunk end, the replay decodes the paced stream's windows and
     its samples are identical; given the ends up to the resume point (what a gateway knows), it
-    goes on in chunks of its own choosing, which differ from the paced stream's within the
-    context tolerance, as two paced runs of one stream do."""
+    goes on in chunks of its own choosing, which differ from the paced stream's as two paced runs
+    of one stream do: within `chunking_tolerance`, the codec's measured bound between any two
+    chunkings (BiCodec: twice its context tolerance). Chunk sizes follow the device's load, so
+    which chunkings meet here depends on the machine's speed at the time."""
     paced = await decode_chunks(stub, messages)
     samples = np.concatenate([np.frombuffer(c.pcm_f32, np.float32) for c in paced])
     ends = [c.sample_offset + len(c.pcm_f32) // 4 for c in paced if not c.final]
@@ -222,7 +226,7 @@ async def replay_matches_the_paced_stream(
             if known is ends:
                 assert np.array_equal(following, samples[ends[k - 1] :])
             else:
-                assert np.abs(following - samples[ends[k - 1] :]).max() <= 1e-4
+                assert np.abs(following - samples[ends[k - 1] :]).max() <= chunking_tolerance
 
 
 async def test_a_replay_in_the_failed_replicas_chunks_continues_it_exactly(vocoder: Vocoder) -> None:
