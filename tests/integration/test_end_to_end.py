@@ -158,8 +158,10 @@ def test_cancelling_the_client_aborts_generation_and_frees_the_stream(stack: Loc
     )
     with grpc.insecure_channel(stack.ports.address("gateway")) as channel:
         stub = speech_pb2_grpc.SpeechStub(channel)
+        # Exactly 550 tokens: a random model that ended by itself before the first audio reached
+        # the client would leave nothing to cancel.
         request = speech_pb2.SynthesizeRequest(
-            text="A long utterance that we will cut short.", sampling=sampling(550)
+            text="A long utterance that we will cut short.", sampling=sampling(550, exact=True)
         )
         call = stub.Synthesize(request, timeout=60)
         first = next(call)
