@@ -74,10 +74,13 @@ class EngineRequests:
                 finished = output.finished
                 yield output
         finally:
-            self._active.discard(request_id)
-            if not finished:
-                log.info("aborting engine request", engine_request_id=request_id)
-                await self.llm.abort(request_id)
+            try:
+                if not finished:
+                    log.info("aborting engine request", engine_request_id=request_id)
+                    await self.llm.abort(request_id)
+            finally:
+                # Live until aborted: no live requests means none is left in the engine.
+                self._active.discard(request_id)
 
     async def stream(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -220,13 +221,17 @@ class GeneratorServicer(generator_pb2_grpc.GeneratorServicer):
             )
             with self.admission.enter():
                 metrics.ACTIVE_REQUESTS.inc()
+                frames = self.generator.generate(args, current_request_id() or "req")
                 try:
-                    async for frame in self.generator.generate(args, current_request_id() or "req"):
-                        if frame.result is not None:
-                            outcome.value = "completed"
-                            metrics.FIRST_TOKEN_SECONDS.observe(frame.result.first_token_seconds)
-                            metrics.SEMANTIC_TOKENS.inc(frame.result.semantic_tokens)
-                            log.info("generated", **dataclasses.asdict(frame.result))
-                        yield frame_to_proto(frame)
+                    # Closed as this handler unwinds, so the engine request is aborted before the
+                    # call's outcome is counted, whatever ends the call.
+                    async with aclosing(frames):  # type: ignore[type-var]
+                        async for frame in frames:
+                            if frame.result is not None:
+                                outcome.value = "completed"
+                                metrics.FIRST_TOKEN_SECONDS.observe(frame.result.first_token_seconds)
+                                metrics.SEMANTIC_TOKENS.inc(frame.result.semantic_tokens)
+                                log.info("generated", **dataclasses.asdict(frame.result))
+                            yield frame_to_proto(frame)
                 finally:
                     metrics.ACTIVE_REQUESTS.dec()
