@@ -49,7 +49,7 @@ def interceptors(config: GatewayConfig) -> list[grpc.aio.ServerInterceptor]:
 async def run(config: GatewayConfig) -> None:
     configure_logging("gateway", config.log_level)
     # Security settings are checked before anything else starts.
-    listen_credentials(config, PREFIX)
+    listen_credentials(config)
     checks = interceptors(config)
     channel = upstream_channels(config)
     voices = VoiceRegistry.from_file(config.voices_file) if config.voices_file else VoiceRegistry.builtin()
@@ -86,5 +86,4 @@ def speech_service(
         service_names=[speech_pb2.DESCRIPTOR.services_by_name["Speech"].full_name],
         on_stop=on_stop,
         interceptors=interceptors,
-        settings_prefix=PREFIX,
     )

@@ -432,16 +432,16 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def test_no_certificate_means_plaintext() -> None:
-    assert listen_credentials(generator_config.load(), GEN) is None
+    assert listen_credentials(generator_config.load()) is None
 
 
 def test_certificate_and_key_give_tls_and_a_client_ca_mutual_tls(pki: Pki) -> None:
     tls_only = generator_config.load(tls_cert_file=pki.server_cert, tls_key_file=pki.server_key)
-    assert isinstance(listen_credentials(tls_only, GEN), grpc.ServerCredentials)
+    assert isinstance(listen_credentials(tls_only), grpc.ServerCredentials)
     mutual = generator_config.load(
         tls_cert_file=pki.server_cert, tls_key_file=pki.server_key, tls_client_ca_file=pki.ca
     )
-    assert isinstance(listen_credentials(mutual, GEN), grpc.ServerCredentials)
+    assert isinstance(listen_credentials(mutual), grpc.ServerCredentials)
 
 
 @pytest.mark.parametrize(
@@ -471,19 +471,19 @@ def test_certificate_and_key_give_tls_and_a_client_ca_mutual_tls(pki: Pki) -> No
 def test_bad_tls_settings_stop_the_service_naming_them(pki: Pki, fields: dict[str, str], needle: str) -> None:
     config = generator_config.load(**{name: getattr(pki, attr) for name, attr in fields.items()})
     with pytest.raises(ConfigError, match=needle):
-        listen_credentials(config, GEN)
+        listen_credentials(config)
 
 
 def test_unreadable_or_non_pem_files_are_named(pki: Pki, tmp_path: Path) -> None:
     missing = tmp_path / "missing.pem"
     config = generator_config.load(tls_cert_file=missing, tls_key_file=pki.server_key)
     with pytest.raises(ConfigError, match=rf"{GEN}TLS_CERT_FILE: cannot read .*missing\.pem"):
-        listen_credentials(config, GEN)
+        listen_credentials(config)
     text = tmp_path / "not.pem"
     text.write_text("hello")
     config = generator_config.load(tls_cert_file=pki.server_cert, tls_key_file=text)
     with pytest.raises(ConfigError, match=rf"{GEN}TLS_KEY_FILE: .*not\.pem is not a PEM file"):
-        listen_credentials(config, GEN)
+        listen_credentials(config)
 
 
 UP = "VOXSERVE_GATEWAY_UPSTREAM_"
@@ -519,7 +519,7 @@ async def test_gateway_upstream_channel_speaks_mutual_tls_with_the_server_name(p
     mutual = generator_config.load(
         tls_cert_file=pki.server_cert, tls_key_file=pki.server_key, tls_client_ca_file=pki.ca
     )
-    credentials = listen_credentials(mutual, GEN)
+    credentials = listen_credentials(mutual)
     assert credentials is not None
     port = server.add_secure_port("127.0.0.1:0", credentials)
     await server.start()

@@ -10,7 +10,7 @@ from voxserve.common.logging import configure_logging, get_logger
 from voxserve.common.server import ServiceSpec, listen_credentials, serve
 from voxserve.families.pack import resolve_pack
 from voxserve.generator import metrics
-from voxserve.generator.config import PREFIX, GeneratorConfig, VllmEnvironment
+from voxserve.generator.config import GeneratorConfig, VllmEnvironment
 from voxserve.generator.servicer import GeneratorServicer
 from voxserve.generator.source_builders import token_source_builder
 from voxserve.generator.token_source import TokenSource
@@ -43,7 +43,7 @@ def build_engine(config: GeneratorConfig) -> TokenSource:
 
 async def run(config: GeneratorConfig) -> None:
     configure_logging("generator", config.log_level)
-    listen_credentials(config, PREFIX)  # a bad TLS setting stops the service before its model loads
+    listen_credentials(config)  # a bad TLS setting stops the service before its model loads
     generator = build_engine(config)
     metrics.ENGINE_REQUESTS.set_function(lambda: generator.active_requests)
     servicer = GeneratorServicer(
@@ -64,6 +64,5 @@ async def run(config: GeneratorConfig) -> None:
         register=register,
         service_names=[generator_pb2.DESCRIPTOR.services_by_name["Generator"].full_name],
         on_stop=shutdown,
-        settings_prefix=PREFIX,
     )
     await serve(spec, config)

@@ -9,11 +9,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import grpc
+from voxserve.common.status import RETRY_PUSHBACK, RETRY_PUSHBACK_MS, Overloaded
 
-from voxserve.common.status import RETRY_PUSHBACK, RETRY_PUSHBACK_MS, Overloaded, abort_with
-
-__all__ = ["RETRY_PUSHBACK", "Admission", "Overloaded", "refuse_overloaded"]
+__all__ = ["RETRY_PUSHBACK", "Admission", "Overloaded"]
 
 
 class Admission:
@@ -37,7 +35,3 @@ class Admission:
             yield
         finally:
             self.active -= 1
-
-
-async def refuse_overloaded(context: grpc.aio.ServicerContext, exc: Overloaded) -> None:
-    await abort_with(context, exc)

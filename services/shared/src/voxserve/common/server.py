@@ -14,8 +14,6 @@ import functools
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
 import grpc
 import prometheus_client
@@ -23,6 +21,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
+from voxserve.common.config import ServiceConfig
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import RequestIdInterceptor
 from voxserve.common.tls import server_credentials
@@ -46,40 +45,20 @@ class ServiceSpec:
     on_stop: Callable[[], Awaitable[None]] | None = None
     # Run after the request-id interceptor, in order (so their log lines carry the request id).
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
-    # The config's environment prefix (e.g. "VOXSERVE_GATEWAY_"), to name settings in errors.
-    settings_prefix: str = ""
 
 
-class ListenConfig(Protocol):
-    """The settings every service config has for its listener and its stop."""
-
-    @property
-    def host(self) -> str: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def metrics_port(self) -> int: ...
-    @property
-    def grace_seconds(self) -> float: ...
-    @property
-    def tls_cert_file(self) -> Path | None: ...
-    @property
-    def tls_key_file(self) -> Path | None: ...
-    @property
-    def tls_client_ca_file(self) -> Path | None: ...
-
-
-def listen_credentials(config: ListenConfig, prefix: str = "") -> grpc.ServerCredentials | None:
-    """The listener's TLS credentials (None: plaintext); a bad setting raises ConfigError naming it.
+def listen_credentials(config: ServiceConfig) -> grpc.ServerCredentials | None:
+    """The listener's TLS credentials (None: plaintext); a bad setting raises ConfigError naming
+    its variable (the config's own prefix).
 
     `serve` calls it before binding; a service with a slow start (an engine to load) calls it
     first too, so that a bad setting stops it at once."""
     return server_credentials(
-        config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file, prefix=prefix
+        config.tls_cert_file, config.tls_key_file, config.tls_client_ca_file, prefix=config.PREFIX
     )
 
 
-def tls_mode(config: ListenConfig) -> str:
+def tls_mode(config: ServiceConfig) -> str:
     if config.tls_cert_file is None:
         return "off"
     return "mutual" if config.tls_client_ca_file is not None else "on"
@@ -137,10 +116,10 @@ def _register_reflection_v1_descriptor() -> None:
     pool.AddSerializedFile(proto.SerializeToString())
 
 
-async def serve(spec: ServiceSpec, config: ListenConfig) -> None:
+async def serve(spec: ServiceSpec, config: ServiceConfig) -> None:
     """Run a service until SIGTERM/SIGINT, then stop gracefully."""
     # Checked before anything starts: a bad certificate setting stops the service with its name.
-    credentials = listen_credentials(config, spec.settings_prefix)
+    credentials = listen_credentials(config)
     server = grpc.aio.server(
         interceptors=[RequestIdInterceptor(), *spec.interceptors],
         options=[

@@ -68,10 +68,6 @@ async def abort_with(context: grpc.aio.ServicerContext, error: CallError) -> NoR
     raise AssertionError("unreachable")  # context.abort raises
 
 
-async def abort_invalid(context: grpc.aio.ServicerContext, message: str) -> NoReturn:
-    await abort_with(context, InvalidArgument(message))
-
-
 class OutcomeCounter(Protocol):
     """A labelled counter (prometheus_client's `Counter` with one label)."""
 

@@ -14,7 +14,7 @@ from voxserve.families.pack import resolve_pack
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.base import Codec
 from voxserve.vocoder.codecs.registry import build_codec
-from voxserve.vocoder.config import PREFIX, VocoderConfig
+from voxserve.vocoder.config import VocoderConfig
 from voxserve.vocoder.load_meter import HostCpuLoad
 from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
 from voxserve.vocoder.servicer import VocoderServicer
@@ -52,7 +52,7 @@ def scheduler_limits(config: VocoderConfig, policy: ChunkPolicy) -> SchedulerLim
 
 async def run(config: VocoderConfig) -> None:
     configure_logging("vocoder", config.log_level)
-    listen_credentials(config, PREFIX)  # a bad TLS setting stops the service before its model loads
+    listen_credentials(config)  # a bad TLS setting stops the service before its model loads
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
     pack = resolve_pack(config.pack)
@@ -77,6 +77,5 @@ async def run(config: VocoderConfig) -> None:
         register=register,
         service_names=[vocoder_pb2.DESCRIPTOR.services_by_name["Vocoder"].full_name],
         on_stop=scheduler.stop,
-        settings_prefix=PREFIX,
     )
     await serve(spec, config)
