@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from voxserve.v1 import generator_pb2, vocoder_pb2
 
@@ -68,6 +68,29 @@ class VoiceParts:
     """The vocoder flow's prompt (s3, chatterbox)."""
     chatterbox: generator_pb2.ChatterboxVoice | None = None
     """T3's conditioning (chatterbox)."""
+    reference_text: str | None = None
+    reference_semantic_ids: tuple[int, ...] = ()
+    """A spark voice enrolled with a transcript: the reference's text and semantic ids, which
+    lead every prompt (upstream's voice-cloning prompt)."""
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """How a family's voices are enrolled from reference audio. The gateway decodes and checks
+    the upload and converts it to mono at `sample_rate`; the vocoder's codec encodes it
+    (`Vocoder.EncodeVoice`); `voice_parts` turns the encoding into the voice's parts."""
+
+    sample_rate: int
+    """The encoder's input rate: uploads are resampled to it."""
+    channel_mix: Literal["first", "mean"]
+    """How a multi-channel upload becomes mono: its first channel, or the mean of all (each as
+    the family's upstream loader does)."""
+    encoder_files: tuple[str, ...]
+    """Pack paths the encoder needs besides the codec's checkpoint."""
+    voice_parts: Callable[[vocoder_pb2.EncodedVoice, str | None], VoiceParts]
+    """(encoding, transcript or None) -> the voice's parts."""
+    transcript_tokens: bool = False
+    """A transcript asks the encoder for the reference's own tokens (`reference_tokens`)."""
 
 
 VoiceReader = Callable[[Mapping[str, Any], Path], VoiceParts]
@@ -110,6 +133,8 @@ class Family:
     """A voice file that is a pack's whole voice registry when it has no voices.json."""
     registry_keys: tuple[str, ...] = field(default=())
     """The registry entry keys this family's voices take, besides id, family, description, pack."""
+    enrolment: Enrolment | None = None
+    """None: voices of this family cannot be enrolled from reference audio."""
 
     @property
     def generator_tokens_per_second(self) -> float:

@@ -9,8 +9,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from voxserve.families.family import Family, TokenGrammar, TokenKind, VoiceParts
+from voxserve.families.family import Enrolment, Family, TokenGrammar, TokenKind, VoiceParts
 from voxserve.families.speakers import check_speaker_name
+from voxserve.v1 import vocoder_pb2
 
 GLOBAL_TOKENS_PER_VOICE = 32
 GLOBAL_VOCAB = 4096
@@ -56,6 +57,26 @@ def read_voice(entry: Mapping[str, Any], base: Path) -> VoiceParts:
     )
 
 
+def voice_from_encoding(encoded: vocoder_pb2.EncodedVoice, transcript: str | None) -> VoiceParts:
+    """An enrolled voice: its global ids, and with a transcript the reference's semantic ids."""
+    reference = tuple(encoded.reference_semantic_ids) if transcript else ()
+    return VoiceParts(
+        global_ids=tuple(encoded.global_ids),
+        reference_text=transcript if reference else None,
+        reference_semantic_ids=reference,
+    )
+
+
+ENROLMENT = Enrolment(
+    sample_rate=16000,
+    # Upstream's loader keeps channel 0 of a multi-channel file.
+    channel_mix="first",
+    encoder_files=("wav2vec2-large-xlsr-53/config.json",),
+    voice_parts=voice_from_encoding,
+    transcript_tokens=True,
+)
+
+
 FAMILY = Family(
     name="spark",
     summary="Spark-TTS: Qwen2 writing BiCodec global and semantic tokens, 16 kHz",
@@ -73,4 +94,5 @@ FAMILY = Family(
     grammar=GRAMMAR,
     voice_from_generator=True,
     registry_keys=("global_ids", "gender", "pitch", "speed", "speaker"),
+    enrolment=ENROLMENT,
 )

@@ -84,10 +84,14 @@ class ChatterboxVoice(_message.Message):
     def __init__(self, speaker_embedding: _Optional[_Iterable[float]] = ..., prompt_tokens: _Optional[_Iterable[int]] = ..., exaggeration: _Optional[float] = ...) -> None: ...
 
 class GlobalTokens(_message.Message):
-    __slots__ = ("ids",)
+    __slots__ = ("ids", "reference_text", "reference_semantic_ids")
     IDS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_TEXT_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_SEMANTIC_IDS_FIELD_NUMBER: _ClassVar[int]
     ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    reference_text: str
+    reference_semantic_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, ids: _Optional[_Iterable[int]] = ..., reference_text: _Optional[str] = ..., reference_semantic_ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class TokenFrame(_message.Message):
     __slots__ = ("global_ids", "semantic_ids", "result")

@@ -15,11 +15,18 @@ class AudioEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     WAV: _ClassVar[AudioEncoding]
     MULAW: _ClassVar[AudioEncoding]
     OGG_OPUS: _ClassVar[AudioEncoding]
+
+class ReferenceFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    REFERENCE_FORMAT_FILE: _ClassVar[ReferenceFormat]
+    REFERENCE_FORMAT_PCM16: _ClassVar[ReferenceFormat]
 AUDIO_ENCODING_UNSPECIFIED: AudioEncoding
 PCM16: AudioEncoding
 WAV: AudioEncoding
 MULAW: AudioEncoding
 OGG_OPUS: AudioEncoding
+REFERENCE_FORMAT_FILE: ReferenceFormat
+REFERENCE_FORMAT_PCM16: ReferenceFormat
 
 class SynthesizeRequest(_message.Message):
     __slots__ = ("text", "voice", "style", "encoding", "sampling", "seed", "sample_rate")
@@ -148,7 +155,7 @@ class ListVoicesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Voice(_message.Message):
-    __slots__ = ("id", "family", "sample_rate", "description", "controllable", "pack", "speaker")
+    __slots__ = ("id", "family", "sample_rate", "description", "controllable", "pack", "speaker", "stored", "display_name", "transcript", "consent", "created_unix_seconds", "reference_seconds")
     ID_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +163,12 @@ class Voice(_message.Message):
     CONTROLLABLE_FIELD_NUMBER: _ClassVar[int]
     PACK_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UNIX_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     id: str
     family: str
     sample_rate: int
@@ -163,7 +176,59 @@ class Voice(_message.Message):
     controllable: bool
     pack: str
     speaker: str
-    def __init__(self, id: _Optional[str] = ..., family: _Optional[str] = ..., sample_rate: _Optional[int] = ..., description: _Optional[str] = ..., controllable: _Optional[bool] = ..., pack: _Optional[str] = ..., speaker: _Optional[str] = ...) -> None: ...
+    stored: bool
+    display_name: str
+    transcript: str
+    consent: str
+    created_unix_seconds: float
+    reference_seconds: float
+    def __init__(self, id: _Optional[str] = ..., family: _Optional[str] = ..., sample_rate: _Optional[int] = ..., description: _Optional[str] = ..., controllable: _Optional[bool] = ..., pack: _Optional[str] = ..., speaker: _Optional[str] = ..., stored: _Optional[bool] = ..., display_name: _Optional[str] = ..., transcript: _Optional[str] = ..., consent: _Optional[str] = ..., created_unix_seconds: _Optional[float] = ..., reference_seconds: _Optional[float] = ...) -> None: ...
+
+class CreateVoiceRequest(_message.Message):
+    __slots__ = ("header", "audio")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    header: VoiceHeader
+    audio: bytes
+    def __init__(self, header: _Optional[_Union[VoiceHeader, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
+
+class VoiceHeader(_message.Message):
+    __slots__ = ("voice_id", "display_name", "description", "family", "pack", "transcript", "consent", "format", "sample_rate")
+    VOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    FAMILY_FIELD_NUMBER: _ClassVar[int]
+    PACK_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    voice_id: str
+    display_name: str
+    description: str
+    family: str
+    pack: str
+    transcript: str
+    consent: str
+    format: ReferenceFormat
+    sample_rate: int
+    def __init__(self, voice_id: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., family: _Optional[str] = ..., pack: _Optional[str] = ..., transcript: _Optional[str] = ..., consent: _Optional[str] = ..., format: _Optional[_Union[ReferenceFormat, str]] = ..., sample_rate: _Optional[int] = ...) -> None: ...
+
+class GetVoiceRequest(_message.Message):
+    __slots__ = ("voice_id",)
+    VOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    voice_id: str
+    def __init__(self, voice_id: _Optional[str] = ...) -> None: ...
+
+class DeleteVoiceRequest(_message.Message):
+    __slots__ = ("voice_id",)
+    VOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    voice_id: str
+    def __init__(self, voice_id: _Optional[str] = ...) -> None: ...
+
+class DeleteVoiceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class ListVoicesResponse(_message.Message):
     __slots__ = ("voices",)

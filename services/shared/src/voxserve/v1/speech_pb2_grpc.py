@@ -50,6 +50,21 @@ class SpeechStub:
                 request_serializer=voxserve_dot_v1_dot_speech__pb2.ListVoicesRequest.SerializeToString,
                 response_deserializer=voxserve_dot_v1_dot_speech__pb2.ListVoicesResponse.FromString,
                 _registered_method=True)
+        self.CreateVoice = channel.stream_unary(
+                '/voxserve.v1.Speech/CreateVoice',
+                request_serializer=voxserve_dot_v1_dot_speech__pb2.CreateVoiceRequest.SerializeToString,
+                response_deserializer=voxserve_dot_v1_dot_speech__pb2.Voice.FromString,
+                _registered_method=True)
+        self.GetVoice = channel.unary_unary(
+                '/voxserve.v1.Speech/GetVoice',
+                request_serializer=voxserve_dot_v1_dot_speech__pb2.GetVoiceRequest.SerializeToString,
+                response_deserializer=voxserve_dot_v1_dot_speech__pb2.Voice.FromString,
+                _registered_method=True)
+        self.DeleteVoice = channel.unary_unary(
+                '/voxserve.v1.Speech/DeleteVoice',
+                request_serializer=voxserve_dot_v1_dot_speech__pb2.DeleteVoiceRequest.SerializeToString,
+                response_deserializer=voxserve_dot_v1_dot_speech__pb2.DeleteVoiceResponse.FromString,
+                _registered_method=True)
 
 
 class SpeechServicer:
@@ -77,7 +92,34 @@ class SpeechServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListVoices(self, request, context):
-        """The voices this gateway serves.
+        """The voices this gateway serves: the built-in ones, then the stored voices the caller's API
+        key created (every stored voice when the gateway has no API keys).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateVoice(self, request_iterator, context):
+        """Enrol a voice from reference audio. The first message is a VoiceHeader; the audio file's bytes
+        follow in any number of chunks; half-close to finish. The voice is stored only once the
+        whole upload has been checked and encoded: a failed or cancelled upload stores nothing.
+        With API keys, the voice belongs to the caller's key: other keys can neither see, use nor
+        delete it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVoice(self, request, context):
+        """One voice by id (built-in, or stored by the caller's key); NOT_FOUND otherwise.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteVoice(self, request, context):
+        """Delete a stored voice of the caller's key. Built-in voices cannot be deleted
+        (FAILED_PRECONDITION); an unknown id is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,6 +142,21 @@ def add_SpeechServicer_to_server(servicer, server):
                     servicer.ListVoices,
                     request_deserializer=voxserve_dot_v1_dot_speech__pb2.ListVoicesRequest.FromString,
                     response_serializer=voxserve_dot_v1_dot_speech__pb2.ListVoicesResponse.SerializeToString,
+            ),
+            'CreateVoice': grpc.stream_unary_rpc_method_handler(
+                    servicer.CreateVoice,
+                    request_deserializer=voxserve_dot_v1_dot_speech__pb2.CreateVoiceRequest.FromString,
+                    response_serializer=voxserve_dot_v1_dot_speech__pb2.Voice.SerializeToString,
+            ),
+            'GetVoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVoice,
+                    request_deserializer=voxserve_dot_v1_dot_speech__pb2.GetVoiceRequest.FromString,
+                    response_serializer=voxserve_dot_v1_dot_speech__pb2.Voice.SerializeToString,
+            ),
+            'DeleteVoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteVoice,
+                    request_deserializer=voxserve_dot_v1_dot_speech__pb2.DeleteVoiceRequest.FromString,
+                    response_serializer=voxserve_dot_v1_dot_speech__pb2.DeleteVoiceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +241,87 @@ class Speech:
             '/voxserve.v1.Speech/ListVoices',
             voxserve_dot_v1_dot_speech__pb2.ListVoicesRequest.SerializeToString,
             voxserve_dot_v1_dot_speech__pb2.ListVoicesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateVoice(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/voxserve.v1.Speech/CreateVoice',
+            voxserve_dot_v1_dot_speech__pb2.CreateVoiceRequest.SerializeToString,
+            voxserve_dot_v1_dot_speech__pb2.Voice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxserve.v1.Speech/GetVoice',
+            voxserve_dot_v1_dot_speech__pb2.GetVoiceRequest.SerializeToString,
+            voxserve_dot_v1_dot_speech__pb2.Voice.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteVoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxserve.v1.Speech/DeleteVoice',
+            voxserve_dot_v1_dot_speech__pb2.DeleteVoiceRequest.SerializeToString,
+            voxserve_dot_v1_dot_speech__pb2.DeleteVoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

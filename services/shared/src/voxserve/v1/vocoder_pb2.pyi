@@ -6,6 +6,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class EncodeVoiceRequest(_message.Message):
+    __slots__ = ("codec", "pcm_f32", "sample_rate", "reference_tokens")
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    PCM_F32_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    codec: str
+    pcm_f32: bytes
+    sample_rate: int
+    reference_tokens: bool
+    def __init__(self, codec: _Optional[str] = ..., pcm_f32: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., reference_tokens: _Optional[bool] = ...) -> None: ...
+
+class EncodedVoice(_message.Message):
+    __slots__ = ("global_ids", "reference_semantic_ids")
+    GLOBAL_IDS_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_SEMANTIC_IDS_FIELD_NUMBER: _ClassVar[int]
+    global_ids: _containers.RepeatedScalarFieldContainer[int]
+    reference_semantic_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, global_ids: _Optional[_Iterable[int]] = ..., reference_semantic_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
 class DecodeRequest(_message.Message):
     __slots__ = ("start", "frame", "end")
     START_FIELD_NUMBER: _ClassVar[int]

@@ -41,6 +41,11 @@ class VocoderStub:
                 request_serializer=voxserve_dot_v1_dot_vocoder__pb2.DecodeRequest.SerializeToString,
                 response_deserializer=voxserve_dot_v1_dot_vocoder__pb2.AudioChunk.FromString,
                 _registered_method=True)
+        self.EncodeVoice = channel.unary_unary(
+                '/voxserve.v1.Vocoder/EncodeVoice',
+                request_serializer=voxserve_dot_v1_dot_vocoder__pb2.EncodeVoiceRequest.SerializeToString,
+                response_deserializer=voxserve_dot_v1_dot_vocoder__pb2.EncodedVoice.FromString,
+                _registered_method=True)
 
 
 class VocoderServicer:
@@ -58,6 +63,16 @@ class VocoderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EncodeVoice(self, request, context):
+        """The voice conditioning of a reference recording, computed by the codec's own encoder: what a
+        voice enrolled from that recording gives the generator and the vocoder. FAILED_PRECONDITION
+        when the pack has no encoder (naming the missing files), RESOURCE_EXHAUSTED when the
+        vocoder is already encoding its maximum of references.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_VocoderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -65,6 +80,11 @@ def add_VocoderServicer_to_server(servicer, server):
                     servicer.Decode,
                     request_deserializer=voxserve_dot_v1_dot_vocoder__pb2.DecodeRequest.FromString,
                     response_serializer=voxserve_dot_v1_dot_vocoder__pb2.AudioChunk.SerializeToString,
+            ),
+            'EncodeVoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.EncodeVoice,
+                    request_deserializer=voxserve_dot_v1_dot_vocoder__pb2.EncodeVoiceRequest.FromString,
+                    response_serializer=voxserve_dot_v1_dot_vocoder__pb2.EncodedVoice.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -96,6 +116,33 @@ class Vocoder:
             '/voxserve.v1.Vocoder/Decode',
             voxserve_dot_v1_dot_vocoder__pb2.DecodeRequest.SerializeToString,
             voxserve_dot_v1_dot_vocoder__pb2.AudioChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EncodeVoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxserve.v1.Vocoder/EncodeVoice',
+            voxserve_dot_v1_dot_vocoder__pb2.EncodeVoiceRequest.SerializeToString,
+            voxserve_dot_v1_dot_vocoder__pb2.EncodedVoice.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,14 @@ TINY_BICODEC_CONFIG: dict[str, Any] = {
             "sample_ratios": [1, 1],
             "use_tanh_at_final": False,
         },
+        "encoder": {
+            "input_channels": 32,
+            "vocos_dim": 32,
+            "vocos_intermediate_dim": 64,
+            "vocos_num_layers": 2,
+            "out_channels": 64,
+            "sample_ratios": [1, 1],
+        },
         "decoder": {
             "input_channel": 64,
             "channels": 64,
@@ -79,6 +87,13 @@ def _full_size_config() -> dict[str, Any]:
         vocos_num_layers=12,
         out_channels=1024,
         condition_dim=1024,
+    )
+    tokenizer["encoder"].update(
+        input_channels=1024,
+        vocos_dim=384,
+        vocos_intermediate_dim=2048,
+        vocos_num_layers=12,
+        out_channels=1024,
     )
     tokenizer["decoder"].update(input_channel=1024, channels=1536)
     return config

@@ -35,6 +35,20 @@ class CodecInputError(ValueError):
 
 
 @dataclass(frozen=True)
+class EncodedVoice:
+    """A reference recording's voice conditioning, as `Vocoder.EncodeVoice` returns it."""
+
+    global_ids: tuple[int, ...] = ()
+    """BiCodec: the speaker's global token ids."""
+    reference_semantic_ids: tuple[int, ...] = ()
+    """BiCodec, when asked for: the semantic ids of the whole reference."""
+
+
+class EncoderUnavailable(RuntimeError):
+    """The pack holds no voice encoder for this codec; the message names the missing files."""
+
+
+@dataclass(frozen=True)
 class Window:
     """One unit of decode work: tokens [start, end) decoded with context on both sides.
 
@@ -116,6 +130,21 @@ class Codec(Protocol):
         Rows are independent of each other; a stateful codec advances each row's state.
         """
         ...
+
+    def encode_voice(self, audio: np.ndarray, sample_rate: int, reference_tokens: bool) -> EncodedVoice:
+        """The voice conditioning of a mono reference recording (float32 at the family's
+        enrolment rate). Raises EncoderUnavailable when the pack has no encoder, CodecInputError
+        for audio it cannot encode. Blocking: the vocoder runs it off its event loop."""
+        ...
+
+
+class WithoutVoiceEncoder:
+    """For codecs whose packs hold no voice encoder."""
+
+    name: str
+
+    def encode_voice(self, audio: np.ndarray, sample_rate: int, reference_tokens: bool) -> EncodedVoice:
+        raise EncoderUnavailable(f"codec {self.name} has no voice encoder: its voices are enrolled elsewhere")
 
 
 class WindowDecoder(Protocol):

@@ -14,6 +14,7 @@ from voxserve.vocoder.codecs.base import (
     CodecInputError,
     DecodeRow,
     VoiceConditioning,
+    WithoutVoiceEncoder,
     crop_rows,
 )
 from voxserve.vocoder.codecs.bicodec.checkpoint import (
@@ -38,7 +39,7 @@ def _check_pack_config(path: Path, config: BiCodecConfig) -> None:
             raise BiCodecLoadError(f"{path}: {key} is {top[key]}, but the BiCodec config gives {actual}")
 
 
-class BiCodec:
+class BiCodec(WithoutVoiceEncoder):
     """The `Codec` for Spark-TTS packs: conditions on 32 global ids, decodes semantic ids."""
 
     name = "bicodec"

@@ -49,6 +49,18 @@ class PrenetConfig:
 
 
 @dataclass(frozen=True)
+class EncoderConfig:
+    """The semantic encoder (`encoder`): wav2vec2 features -> latent frames at the token rate."""
+
+    input_channels: int
+    vocos_dim: int
+    vocos_intermediate_dim: int
+    vocos_num_layers: int
+    out_channels: int
+    sample_ratios: tuple[int, ...] = (1, 1)
+
+
+@dataclass(frozen=True)
 class WaveGeneratorConfig:
     input_channel: int
     channels: int
@@ -79,6 +91,8 @@ class BiCodecConfig:
     prenet: PrenetConfig
     decoder: WaveGeneratorConfig
     sample_rate: int = 16000
+    encoder: EncoderConfig | None = None
+    """None: the config has no `encoder` section (a decode-only pack)."""
 
     def __post_init__(self) -> None:
         q, s, p, d = self.quantizer, self.speaker_encoder, self.prenet, self.decoder
@@ -98,6 +112,11 @@ class BiCodecConfig:
             ),
             (d.channels % 2 ** len(d.rates) == 0, "decoder.channels must halve once per rate"),
         ]
+        if (e := self.encoder) is not None:
+            checks += [
+                (e.out_channels == q.input_dim, "encoder.out_channels must equal quantizer.input_dim"),
+                (all(r == 1 for r in e.sample_ratios), "only encoder.sample_ratios of 1 are supported"),
+            ]
         for ok, message in checks:
             if not ok:
                 raise BiCodecLoadError(f"BiCodec config: {message}")
@@ -117,6 +136,7 @@ class BiCodecConfig:
             prenet=_read_section(tokenizer, "prenet", PrenetConfig),
             decoder=_read_section(tokenizer, "decoder", WaveGeneratorConfig),
             sample_rate=int(mel.get("sample_rate", 16000)),
+            encoder=_read_section(tokenizer, "encoder", EncoderConfig) if "encoder" in tokenizer else None,
         )
 
     @classmethod
@@ -145,5 +165,12 @@ class BiCodecConfig:
             ),
             decoder=WaveGeneratorConfig(
                 input_channel=1024, channels=1536, rates=(8, 5, 4, 2), kernel_sizes=(16, 11, 8, 4)
+            ),
+            encoder=EncoderConfig(
+                input_channels=1024,
+                vocos_dim=384,
+                vocos_intermediate_dim=2048,
+                vocos_num_layers=12,
+                out_channels=1024,
             ),
         )

@@ -22,7 +22,13 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
-from voxserve.vocoder.codecs.base import ChunkContext, CodecInputError, DecodeRow, VoiceConditioning
+from voxserve.vocoder.codecs.base import (
+    ChunkContext,
+    CodecInputError,
+    DecodeRow,
+    VoiceConditioning,
+    WithoutVoiceEncoder,
+)
 from voxserve.vocoder.codecs.s3gen import noise
 from voxserve.vocoder.codecs.s3gen.checkpoint import load_s3gen
 from voxserve.vocoder.codecs.s3gen.config import FULL, FlowConfig, HiftConfig, S3GenConfig
@@ -92,7 +98,7 @@ class S3StreamState:
     hift: HiftState
 
 
-class S3GenCodec:
+class S3GenCodec(WithoutVoiceEncoder):
     """The `Codec` for S3Gen packs: conditions on a prompt voice, decodes S3 speech tokens."""
 
     name = "s3gen"

@@ -33,6 +33,7 @@ from voxserve.vocoder.codecs.base import (
     CodecInputError,
     DecodeRow,
     VoiceConditioning,
+    WithoutVoiceEncoder,
     crop_rows,
 )
 from voxserve.vocoder.codecs.s3gen.noise import frame_normal
@@ -58,7 +59,7 @@ class PositionedNoise(nn.Module):
         return x + self.noise.to(x.dtype) * self.linear(x)
 
 
-class SnacCodec:
+class SnacCodec(WithoutVoiceEncoder):
     name = "snac"
     codes_per_token = CODES_PER_FRAME
 
