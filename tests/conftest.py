@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,8 +14,26 @@ from voxserve.random_packs.writer import write_tiny_pack
 from voxserve.stack import LocalStack, Ports
 from voxserve.v1 import speech_pb2, speech_pb2_grpc
 
+# `postgres` and `postgres_url`: a real PostgreSQL server for the session, a fresh database per test;
+# `vocoder`, `gateway` and `reference`: real servers for voice enrolment (see the harness).
+pytest_plugins = ["tests.postgres", "tests.gateway.enrolment_harness"]
+
 PACK_SEED = 7
 VOCODER_MAX_STREAM_TOKENS = 600
+
+
+@pytest.fixture(scope="session", autouse=True)
+def voice_store_of_the_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Gateways started by tests (in-process or as subprocesses) keep stored voices in the
+    session's temporary directory, never in the user's own store."""
+    setting = "VOXSERVE_GATEWAY_VOICE_STORE"
+    before = os.environ.get(setting)
+    os.environ[setting] = str(tmp_path_factory.mktemp("voice-store") / "voices.sqlite3")
+    yield
+    if before is None:
+        os.environ.pop(setting, None)
+    else:
+        os.environ[setting] = before
 
 
 @pytest.fixture(scope="session")

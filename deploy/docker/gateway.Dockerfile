@@ -14,10 +14,13 @@ FROM ${PYTHON_IMAGE}
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl \
  && rm -rf /wheels \
- && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin voxserve
+ && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin voxserve \
+ && install -d -o 10001 -g 10001 /var/lib/voxserve
+# The SQLite voice store's directory, the gateway's own: a volume mounted there starts out so.
 ENV VOXSERVE_GATEWAY_HOST=0.0.0.0 \
     VOXSERVE_GATEWAY_PORT=50051 \
     VOXSERVE_GATEWAY_METRICS_PORT=9101 \
+    VOXSERVE_GATEWAY_VOICE_STORE=/var/lib/voxserve/voices.sqlite3 \
     PYTHONUNBUFFERED=1
 USER 10001
 EXPOSE 50051 9101

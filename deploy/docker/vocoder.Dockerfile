@@ -14,8 +14,15 @@ RUN pip install --no-cache-dir setuptools==80.9.0 wheel==0.45.1 \
 FROM ${PYTHON_IMAGE}
 COPY --from=build /wheels /wheels
 # torch's Linux wheels on PyPI are CUDA builds; its CUDA libraries come as pip packages.
+# torchaudio gives BiCodec enrolment its mel transform, which is pure Python. Its compiled
+# extension is built for an older torch (there is no torchaudio for torch 2.13) and may not load
+# beside this one; with the extension files removed torchaudio imports as pure Python. 2.11.0 is
+# the version the enrolment was checked against; installed first, it satisfies the vocoder's pin.
 RUN pip install --no-cache-dir torch==2.13.0 \
+ && pip install --no-cache-dir --no-deps torchaudio==2.11.0 \
  && pip install --no-cache-dir /wheels/*.whl \
+ && rm -f "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"/torchaudio/lib/*.so \
+ && python -c "import torchaudio.transforms" \
  && rm -rf /wheels \
  && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin voxserve
 ENV VOXSERVE_VOCODER_HOST=0.0.0.0 \

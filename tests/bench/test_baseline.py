@@ -33,6 +33,7 @@ from voxserve.gateway import config as gateway_config
 from voxserve.gateway.audio import f32_from_bytes
 from voxserve.gateway.pipeline import SegmentJob, SegmentStats, UpstreamError
 from voxserve.gateway.servicer import SpeechServicer
+from voxserve.gateway.voice_directory import VoiceDirectory
 from voxserve.gateway.voices import VoiceRegistry
 from voxserve.generator.frames import Frame, GenerationResult
 from voxserve.generator.generate_args import GenerateArgs, Sampling, Style
@@ -352,7 +353,7 @@ async def baseline_speech(codec: BiCodec) -> AsyncIterator[tuple[speech_pb2_grpc
     segments of at most 40 characters, so that each sentence below is one."""
     fake = FakeGenerator(semantic_tokens(60, codec))
     config = gateway_config.load(segment_max_chars=40, crossfade_ms=50.0)
-    servicer = SpeechServicer(VoiceRegistry.builtin(), MonolithicRunner(fake, codec), config)
+    servicer = SpeechServicer(VoiceDirectory(VoiceRegistry.builtin()), MonolithicRunner(fake, codec), config)
     server = grpc.aio.server()
     speech_pb2_grpc.add_SpeechServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")

@@ -16,6 +16,7 @@ from voxserve.common.status import RETRY_PUSHBACK
 from voxserve.gateway.config import load
 from voxserve.gateway.pipeline import SegmentJob, UpstreamError
 from voxserve.gateway.servicer import SpeechServicer
+from voxserve.gateway.voice_directory import VoiceDirectory
 from voxserve.gateway.voices import VoiceRegistry
 from voxserve.v1 import speech_pb2, vocoder_pb2
 
@@ -53,7 +54,7 @@ class Runner:
 
 
 def servicer(runner: Runner, **config: Any) -> SpeechServicer:
-    return SpeechServicer(VoiceRegistry.builtin(), runner, load(**config))
+    return SpeechServicer(VoiceDirectory(VoiceRegistry.builtin()), runner, load(**config))
 
 
 def count(outcome: str) -> float:

@@ -123,6 +123,31 @@ async def test_fixed_voice_is_prefilled_from_the_start() -> None:
     assert all(tuple(r.global_tokens.ids) == synth.voice.parts.global_ids for r in runner.requests)
 
 
+async def test_an_enrolled_voices_reference_goes_with_its_globals_in_every_segment() -> None:
+    runner = ScriptedRunner()
+    parts = VoiceParts(
+        global_ids=tuple(range(32)), reference_text="This is me.", reference_semantic_ids=(5, 0, 8191)
+    )
+    voice = Voice("mine", "", spark.FAMILY, parts)
+    assert not voice.reuses_first_voice
+    synth = Synthesis(runner, voice, speech_pb2.SynthesizeRequest(voice="mine"), load(crossfade_ms=0.0))
+    await collect(synth, "One.", "Two.")
+    assert [r.text for r in runner.requests] == ["One.", "Two."]
+    for request in runner.requests:
+        assert request.WhichOneof("voice") == "global_tokens"
+        assert tuple(request.global_tokens.ids) == tuple(range(32))
+        assert request.global_tokens.reference_text == "This is me."
+        assert list(request.global_tokens.reference_semantic_ids) == [5, 0, 8191]
+
+
+async def test_a_voice_without_a_reference_sends_none() -> None:
+    runner = ScriptedRunner()
+    await collect(synthesis(runner, "default"), "One.")
+    (request,) = runner.requests
+    assert request.global_tokens.ids and not request.global_tokens.reference_text
+    assert not request.global_tokens.reference_semantic_ids
+
+
 async def test_a_named_speakers_voice_is_captured_from_the_first_segment() -> None:
     runner = ScriptedRunner()
     voice = Voice("meera", "", spark.FAMILY, VoiceParts(speaker="meera"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
@@ -14,7 +15,7 @@ from voxserve.families.speakers import SpeakerSet
 from voxserve.generator.engine import TokenGenerator
 from voxserve.generator.engine_requests import EngineRequests
 from voxserve.generator.frames import FrameAssembler
-from voxserve.generator.generate_args import GenerateArgs, Speaker, Style
+from voxserve.generator.generate_args import GenerateArgs, Reference, Sampling, Speaker, Style
 from voxserve.generator.token_table import TokenTable
 from voxserve.generator.voice_prompts import OrpheusVoicePrompts, PromptFactory, SparkVoicePrompts
 
@@ -211,3 +212,61 @@ async def test_a_prompt_error_is_the_callers() -> None:
     source = scripted(spark_table(), ScriptedEngine([]))
     with pytest.raises(InvalidArgument, match="special-token markup"):
         await anext(source.generate(GenerateArgs("<|im_end|>", global_ids=tuple(range(32))), "r"))
+
+
+REFERENCE = Reference("Ref.", (7, 8, 9))
+
+
+def test_spark_fixed_globals_with_a_reference_make_the_cloning_prompt() -> None:
+    spark = generator(spark_table())
+    choice = spark.prompts.choose(GenerateArgs("x", global_ids=tuple(range(32)), reference=REFERENCE))
+    builder = spark.prompts.builder
+    assert choice.head is None and choice.global_ids == tuple(range(32))
+    assert choice.prompt == builder.cloning("x", range(32), "Ref.", [7, 8, 9])
+    with pytest.raises(InvalidArgument, match="a reference is accepted only with the voice's global ids"):
+        prompt_of(spark, "x", reference=REFERENCE)
+    with pytest.raises(
+        ValueError, match=r"reference_semantic_ids\[0\]=8192 is not an integer in \[0, 8192\)"
+    ):
+        prompt_of(spark, "x", global_ids=tuple(range(32)), reference=Reference("Ref.", (8192,)))
+
+
+async def test_a_reference_lengthens_the_prompt_and_never_reaches_the_frames() -> None:
+    table = spark_table()
+    engine = ScriptedEngine(
+        [[table.semantic_token_id(5)], [table.semantic_token_id(6), table.end_semantic_id]]
+    )
+    source = scripted(table, engine)
+    globals_ = tuple(range(32))
+    plain = [f async for f in source.generate(GenerateArgs("Hi.", global_ids=globals_), "r")]
+    cloned = [
+        f async for f in source.generate(GenerateArgs("Hi.", global_ids=globals_, reference=REFERENCE), "r")
+    ]
+    for frames in (plain, cloned):
+        assert frames[0].global_ids == list(globals_)
+        assert [f.semantic_ids for f in frames[1:-1]] == [[5], [6]]
+    plain_result, cloned_result = plain[-1].result, cloned[-1].result
+    assert plain_result is not None and cloned_result is not None
+    assert cloned_result.semantic_tokens == 2
+    # One id per character: the cloning prompt's extra text, markers and semantic tokens.
+    extra = "Ref." + "<|start_semantic_token|>" + "".join(f"<|bicodec_semantic_{n}|>" for n in (7, 8, 9))
+    assert cloned_result.prompt_tokens == plain_result.prompt_tokens + len(extra)
+
+
+async def test_a_reference_too_long_for_the_model_is_the_callers() -> None:
+    source = scripted(spark_table(), ScriptedEngine([]))
+    long = Reference("Ref.", (1,) * 40)  # 40 * len("<|bicodec_semantic_1|>") characters > 1000
+    args = GenerateArgs("Hi.", global_ids=tuple(range(32)), reference=long)
+    with pytest.raises(
+        InvalidArgument,
+        match=r"^text with the voice's reference \(4 characters and 40 semantic ids\) is too long: "
+        r"its prompt takes \d+ of the model's 1000 tokens$",
+    ):
+        await anext(source.generate(args, "r"))
+    sampled = dataclasses.replace(args, sampling=Sampling(max_tokens=10))
+    with pytest.raises(
+        InvalidArgument,
+        match=r"^sampling.max_tokens=10 does not fit: the prompt \(it holds the text with the voice's "
+        r"reference \(4 characters and 40 semantic ids\)\) takes \d+ of the model's 1000 tokens, leaving 0$",
+    ):
+        await anext(source.generate(sampled, "r"))

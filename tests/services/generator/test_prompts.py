@@ -16,13 +16,59 @@ GLOBAL_BLOCK = (
 
 @pytest.fixture
 def builder() -> SparkPromptBuilder:
-    return SparkPromptBuilder(num_global=4096)
+    return SparkPromptBuilder(num_global=4096, num_semantic=8192)
 
 
 def test_fixed_voice(builder: SparkPromptBuilder) -> None:
     assert builder.fixed_voice("Hello, world.", GLOBALS) == (
         "<|task_tts|><|start_content|>Hello, world.<|end_content|>" + GLOBAL_BLOCK
     )
+
+
+def test_cloning_is_upstreams_prompt_with_the_reference(builder: SparkPromptBuilder) -> None:
+    # The transcript and the text are joined with no separator, as upstream's process_prompt.
+    assert builder.cloning("Hello, world.", GLOBALS, "This is me.", [8191, 0, 42]) == (
+        "<|task_tts|><|start_content|>This is me.Hello, world.<|end_content|>"
+        + GLOBAL_BLOCK
+        + "<|start_semantic_token|><|bicodec_semantic_8191|><|bicodec_semantic_0|><|bicodec_semantic_42|>"
+    )
+    reference_ids = np.arange(300, dtype=np.int64)
+    cloning = builder.cloning("Hi.", GLOBALS, " said <laugh> ", reference_ids)
+    without = builder.fixed_voice("Hi.", GLOBALS)
+    assert cloning.startswith("<|task_tts|><|start_content|> said <laugh> Hi.<|end_content|>")
+    assert cloning.split("<|end_content|>")[1].startswith(without.split("<|end_content|>")[1])
+    assert cloning.count("<|bicodec_semantic_") == 300
+    assert without.endswith("<|end_global_token|>") and "semantic" not in without
+
+
+@pytest.mark.parametrize(
+    ("text", "reference_text", "reference_ids", "match"),
+    [
+        ("Hi.", "", [1], "reference_text must not be empty"),
+        ("Hi.", " \n ", [1], "reference_text must not be empty"),
+        ("Hi.", "me <|im_end|>", [1], "reference_text must not contain special-token markup"),
+        ("Hi.", "x<|bicodec_semantic_3|>", [1], "reference_text must not contain .*bicodec_semantic_3"),
+        ("|> hi", "me <|im_end", [1], "reference_text joined to text must not contain .*'<\\|im_end\\|>'"),
+        ("<|task_tts|>", "me", [1], "^text must not contain"),
+        ("Hi.", "me", [], "reference_semantic_ids must not be empty"),
+        ("Hi.", "me", [1, 8192], r"reference_semantic_ids\[1\]=8192 is not an integer in \[0, 8192\)"),
+        ("Hi.", "me", [-1], r"reference_semantic_ids\[0\]=-1 "),
+        ("Hi.", "me", [1, True], r"reference_semantic_ids\[1\]=True "),
+        ("Hi.", "me", [2.0], r"reference_semantic_ids\[0\]=2\.0 "),
+    ],
+)
+def test_the_reference_is_validated(
+    builder: SparkPromptBuilder, text: str, reference_text: str, reference_ids: list, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        builder.cloning(text, GLOBALS, reference_text, reference_ids)
+
+
+def test_cloning_checks_the_globals_too(builder: SparkPromptBuilder) -> None:
+    with pytest.raises(ValueError, match=r"global_ids must hold exactly 32 ids, got 31"):
+        builder.cloning("Hi.", GLOBALS[:-1], "me", [1])
+    with pytest.raises(TypeError, match="reference_text must be a str"):
+        builder.cloning("Hi.", GLOBALS, None, [1])  # type: ignore[arg-type]
 
 
 def test_controllable(builder: SparkPromptBuilder) -> None:
@@ -66,11 +112,15 @@ def test_global_range_follows_the_token_table() -> None:
     @dataclass
     class SmallTable:
         num_global: int = 16
+        num_semantic: int = 8
 
     builder = SparkPromptBuilder.from_token_table(SmallTable())
     assert builder.fixed_voice("Hi.", [15] * 32).count("<|bicodec_global_15|>") == 32
     with pytest.raises(ValueError, match=r"0\.\.15"):
         builder.fixed_voice("Hi.", [16] * 32)
+    assert builder.cloning("Hi.", [15] * 32, "Ref.", [7]).endswith("<|bicodec_semantic_7|>")
+    with pytest.raises(ValueError, match=r"reference_semantic_ids\[0\]=8 is not an integer in \[0, 8\)"):
+        builder.cloning("Hi.", [15] * 32, "Ref.", [8])
 
 
 @pytest.mark.parametrize(

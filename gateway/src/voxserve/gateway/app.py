@@ -8,13 +8,18 @@ import grpc
 
 from voxserve.common import tls
 from voxserve.common.auth import ApiKeys, api_key_interceptors
-from voxserve.common.logging import configure_logging
+from voxserve.common.logging import configure_logging, get_logger
 from voxserve.common.server import MAX_MESSAGE_BYTES, ServiceSpec, listen_credentials, serve
 from voxserve.gateway.config import PREFIX, GatewayConfig
-from voxserve.gateway.pipeline import remote_runner
+from voxserve.gateway.enrolment import VoiceEnrolment
+from voxserve.gateway.pipeline import Replicas, remote_runner
 from voxserve.gateway.servicer import SpeechServicer
+from voxserve.gateway.voice_directory import VoiceDirectory
+from voxserve.gateway.voice_store import VoiceCache, open_voice_store
 from voxserve.gateway.voices import VoiceRegistry
 from voxserve.v1 import generator_pb2_grpc, speech_pb2, speech_pb2_grpc, vocoder_pb2_grpc
+
+log = get_logger(__name__)
 
 CHANNEL_OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -40,10 +45,13 @@ def addresses(setting: str) -> list[str]:
     return [part.strip() for part in setting.split(",") if part.strip()]
 
 
+def api_keys(config: GatewayConfig) -> ApiKeys:
+    return ApiKeys.load(config.api_keys, config.api_keys_file, file_setting=f"{PREFIX}API_KEYS_FILE")
+
+
 def interceptors(config: GatewayConfig) -> list[grpc.aio.ServerInterceptor]:
     """The API-key check when keys are configured (none: the API is open)."""
-    keys = ApiKeys.load(config.api_keys, config.api_keys_file, file_setting=f"{PREFIX}API_KEYS_FILE")
-    return api_key_interceptors(keys, open_probes=config.auth_open_probes)
+    return api_key_interceptors(api_keys(config), open_probes=config.auth_open_probes)
 
 
 async def run(config: GatewayConfig) -> None:
@@ -52,20 +60,32 @@ async def run(config: GatewayConfig) -> None:
     listen_credentials(config)
     checks = interceptors(config)
     channel = upstream_channels(config)
-    voices = VoiceRegistry.from_file(config.voices_file) if config.voices_file else VoiceRegistry.builtin()
+    registry = VoiceRegistry.from_file(config.voices_file) if config.voices_file else VoiceRegistry.builtin()
+    store = open_voice_store(config.voice_store)
+    await store.open()
+    stored = VoiceCache(store, check_seconds=config.voice_cache_seconds)
+    await stored.start()
+    log.info("voice store open", store=store.description)
     generator_channels = [channel(a) for a in addresses(config.generator_address)]
     vocoder_channels = [channel(a) for a in addresses(config.vocoder_address)]
-    runner = remote_runner(
-        [generator_pb2_grpc.GeneratorStub(c) for c in generator_channels],
-        [vocoder_pb2_grpc.VocoderStub(c) for c in vocoder_channels],
+    vocoders = [vocoder_pb2_grpc.VocoderStub(c) for c in vocoder_channels]
+    runner = remote_runner([generator_pb2_grpc.GeneratorStub(c) for c in generator_channels], vocoders)
+    voices = VoiceDirectory(registry, stored)
+    servicer = SpeechServicer(
+        voices,
+        runner,
+        config,
+        enrolment=VoiceEnrolment(voices, Replicas(vocoders), config),
+        keyed=len(api_keys(config)) > 0,
     )
-    servicer = SpeechServicer(voices, runner, config)
 
-    async def close_channels() -> None:
+    async def close() -> None:
         for open_channel in (*generator_channels, *vocoder_channels):
             await open_channel.close()
+        await stored.stop()
+        await store.close()
 
-    await serve(speech_service(servicer, on_stop=close_channels, interceptors=checks), config)
+    await serve(speech_service(servicer, on_stop=close, interceptors=checks), config)
 
 
 def speech_service(

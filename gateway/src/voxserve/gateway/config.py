@@ -14,6 +14,14 @@ from voxserve.gateway.segmenter import MIN_MAX_CHARS
 
 PREFIX = "VOXSERVE_GATEWAY_"
 UPSTREAM_PREFIX = f"{PREFIX}UPSTREAM_"
+_AT_LEAST_ONE = (
+    "max_streams",
+    "max_voices_per_key",
+    "max_voice_upload_bytes",
+    "max_transcript_chars",
+    "max_enrolments",
+)
+DEFAULT_VOICE_STORE = str(Path.home() / ".local" / "share" / "voxserve" / "voices.sqlite3")
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,31 @@ class GatewayConfig(ServiceConfig):
     )
     voices_file: Path | None = setting(
         None, "Voice registry file (YAML, or JSON by its .json suffix); empty means the built-in voices"
+    )
+    voice_store: str = setting(
+        DEFAULT_VOICE_STORE,
+        "Where enrolled voices are kept: an SQLite file path (one gateway replica), or a "
+        "postgresql://user:password@host/db URL shared by several replicas",
+        secret=True,
+    )
+    voice_cache_seconds: float = setting(
+        1.0,
+        "A stored voice deleted through another replica is unusable here within this many seconds "
+        "(PostgreSQL also notifies at once); new voices are seen at once",
+    )
+    max_voice_upload_bytes: int = setting(
+        16 * 1024 * 1024, "Largest reference audio upload (CreateVoice), in bytes"
+    )
+    min_reference_seconds: float = setting(2.0, "Shortest reference audio CreateVoice accepts, in seconds")
+    max_reference_seconds: float = setting(60.0, "Longest reference audio CreateVoice accepts, in seconds")
+    max_transcript_chars: int = setting(
+        500, "Longest reference transcript CreateVoice accepts, in characters"
+    )
+    max_voices_per_key: int = setting(
+        100, "Most stored voices per API key (per gateway without keys); beyond it RESOURCE_EXHAUSTED"
+    )
+    max_enrolments: int = setting(
+        4, "Most CreateVoice calls at once; beyond it RESOURCE_EXHAUSTED (retry later)"
     )
     max_streams: int = setting(
         128, "Most Synthesize and SynthesizeStream calls at once; beyond it RESOURCE_EXHAUSTED"
@@ -91,8 +124,20 @@ class GatewayConfig(ServiceConfig):
             raise ConfigError(f"{PREFIX}SEGMENTS_IN_FLIGHT must be >= 1")
         if self.crossfade_ms < 0:
             raise ConfigError(f"{PREFIX}CROSSFADE_MS must be >= 0")
-        if self.max_streams < 1:
-            raise ConfigError(f"{PREFIX}MAX_STREAMS must be >= 1")
+        for name in _AT_LEAST_ONE:
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{self.name(name)} must be >= 1")
+        if not 0 < self.min_reference_seconds <= self.max_reference_seconds:
+            raise ConfigError(
+                f"{self.name('min_reference_seconds')} must be > 0 and <= "
+                f"{self.name('max_reference_seconds')}"
+            )
+        if not self.voice_cache_seconds > 0:
+            raise ConfigError(f"{self.name('voice_cache_seconds')} must be > 0")
+        if not self.voice_store.strip():
+            raise ConfigError(
+                f"{self.name('voice_store')} is empty: give an SQLite file path or a PostgreSQL URL"
+            )
         if self.upstream_tls_server_name and self.upstream_tls_ca_file is None:
             up = UPSTREAM_PREFIX
             raise ConfigError(f"{up}TLS_SERVER_NAME needs {up}TLS_CA_FILE: names are checked over TLS")

@@ -10,3 +10,9 @@ FIRST_AUDIO_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5, 10),
 )
 AUDIO_SECONDS = Counter("voxserve_gateway_audio_seconds_total", "Seconds of audio streamed to clients")
+ENROLMENTS = Counter(
+    "voxserve_gateway_voice_enrolments_total",
+    "CreateVoice calls by outcome: completed, invalid, exists, quota, precondition, refused, "
+    "upstream_error, cancelled, error",
+    ["outcome"],
+)

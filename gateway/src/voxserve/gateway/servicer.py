@@ -11,37 +11,96 @@ import grpc
 from voxserve.common.admission import Admission
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import current_request_id
-from voxserve.common.status import InvalidArgument, Outcome, call_outcome
+from voxserve.common.status import FailedPrecondition, InvalidArgument, NotFound, Outcome, call_outcome
 from voxserve.gateway import metrics
+from voxserve.gateway.caller import caller_scope
 from voxserve.gateway.config import GatewayConfig
+from voxserve.gateway.enrolment import VoiceEnrolment
 from voxserve.gateway.formats import OutputStream
 from voxserve.gateway.pipeline import SegmentRunner, UpstreamError
 from voxserve.gateway.segmenter import normalize, split_text
 from voxserve.gateway.synthesis import Synthesis
 from voxserve.gateway.text_input import TextInput, check_speakable
-from voxserve.gateway.voices import Voice, VoiceRegistry
+from voxserve.gateway.voice_directory import VoiceDirectory
+from voxserve.gateway.voices import Voice
 from voxserve.v1 import speech_pb2, speech_pb2_grpc
 
 log = get_logger(__name__)
 
 
 class SpeechServicer(speech_pb2_grpc.SpeechServicer):
-    def __init__(self, voices: VoiceRegistry, run_segment: SegmentRunner, config: GatewayConfig):
+    def __init__(
+        self,
+        voices: VoiceDirectory,
+        run_segment: SegmentRunner,
+        config: GatewayConfig,
+        *,
+        enrolment: VoiceEnrolment | None = None,
+        keyed: bool = False,
+    ):
         self.voices = voices
         self.run_segment = run_segment
         self.config = config
+        self.enrolment = enrolment
+        self.keyed = keyed
+        """API keys are configured: stored voices belong to the key that created them."""
         self.admission = Admission(config.max_streams, "speech calls")
+        self.enrolments = Admission(config.max_enrolments, "voice enrolments")
 
     async def ListVoices(
         self, request: speech_pb2.ListVoicesRequest, context: grpc.aio.ServicerContext
     ) -> speech_pb2.ListVoicesResponse:
-        return speech_pb2.ListVoicesResponse(voices=[v.to_proto() for v in self.voices])
+        async with call_outcome(context) as outcome:
+            voices = await self.voices.voices(caller_scope(context, self.keyed))
+            outcome.value = "completed"
+            return speech_pb2.ListVoicesResponse(voices=[v.to_proto() for v in voices])
 
-    def _voice(self, request: speech_pb2.SynthesizeRequest) -> Voice:
-        voice = self.voices.get(request.voice)
+    async def GetVoice(
+        self, request: speech_pb2.GetVoiceRequest, context: grpc.aio.ServicerContext
+    ) -> speech_pb2.Voice:
+        async with call_outcome(context) as outcome:
+            if not request.voice_id:
+                raise InvalidArgument("voice_id is empty")
+            voice = await self.voices.find(caller_scope(context, self.keyed), request.voice_id)
+            if voice is None:
+                raise NotFound(f"voice_id {request.voice_id[:64]!r} is not a voice of this API key")
+            outcome.value = "completed"
+            return voice.to_proto()
+
+    async def DeleteVoice(
+        self, request: speech_pb2.DeleteVoiceRequest, context: grpc.aio.ServicerContext
+    ) -> speech_pb2.DeleteVoiceResponse:
+        async with call_outcome(context) as outcome:
+            if not request.voice_id:
+                raise InvalidArgument("voice_id is empty")
+            if not await self.voices.remove(caller_scope(context, self.keyed), request.voice_id):
+                raise NotFound(f"voice_id {request.voice_id[:64]!r} is not a stored voice of this API key")
+            log.info("voice deleted", voice=request.voice_id)
+            outcome.value = "completed"
+            return speech_pb2.DeleteVoiceResponse()
+
+    async def CreateVoice(
+        self,
+        request_iterator: AsyncIterator[speech_pb2.CreateVoiceRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> speech_pb2.Voice:
+        async with call_outcome(context, metrics.ENROLMENTS) as outcome:
+            if self.enrolment is None:
+                raise FailedPrecondition("this gateway has no voice store: voices cannot be enrolled")
+            with self.enrolments.enter():
+                voice = await self.enrolment.create(
+                    caller_scope(context, self.keyed), request_iterator, context.time_remaining
+                )
+            outcome.value = "completed"
+            return voice.to_proto()
+
+    async def _voice(self, request: speech_pb2.SynthesizeRequest, context: grpc.aio.ServicerContext) -> Voice:
+        voice = await self.voices.find(caller_scope(context, self.keyed), request.voice)
         if voice is None:
+            known = ", ".join(self.voices.registry.ids)
             raise InvalidArgument(
-                f"voice {request.voice!r} is unknown; known voices: {', '.join(self.voices.ids)}"
+                f"voice {request.voice[:64]!r} is unknown; built-in voices: {known} (ListVoices lists "
+                "the voices stored by this API key too)"
             )
         return voice
 
@@ -65,7 +124,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
             if len(text) > limit:
                 raise InvalidArgument(f"text has {len(text)} characters; the limit is {limit}")
             check_speakable(text)
-            voice = self._voice(request)
+            voice = await self._voice(request, context)
             output = self._output(request, voice)
             segments = split_text(text, self.config.segment_max_chars)
 
@@ -90,7 +149,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
             if first is None or first.WhichOneof("message") != "config":
                 raise InvalidArgument("config: the first message must be a config")
             request = first.config
-            voice = self._voice(request)
+            voice = await self._voice(request, context)
             output = self._output(request, voice)
             text_input = TextInput(
                 request_iterator,

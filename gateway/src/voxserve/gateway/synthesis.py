@@ -107,6 +107,10 @@ class Synthesis:
             generate.speaker.global_ids.extend(self.global_ids or ())
         elif self.global_ids is not None:
             generate.global_tokens.ids.extend(self.global_ids)
+            if parts.reference_text is not None and parts.reference_semantic_ids:
+                # An enrolled voice's reference leads every segment's prompt.
+                generate.global_tokens.reference_text = parts.reference_text
+                generate.global_tokens.reference_semantic_ids.extend(parts.reference_semantic_ids)
         elif self.voice.family.voice_from_generator:
             style = request.style if request.HasField("style") else None
             generate.style.CopyFrom(self.voice.style(style))

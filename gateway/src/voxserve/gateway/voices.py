@@ -29,6 +29,17 @@ _GENDERS = {"female": generator_pb2.VoiceStyle.FEMALE, "male": generator_pb2.Voi
 
 
 @dataclass(frozen=True)
+class Enrolled:
+    """What a voice enrolled from reference audio (`CreateVoice`) records besides its parts."""
+
+    display_name: str = ""
+    transcript: str | None = None
+    consent: str = ""
+    created_at: float = 0.0
+    reference_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
 class Voice:
     id: str
     description: str
@@ -37,6 +48,8 @@ class Voice:
     """What the voice gives the generator and the vocoder."""
     pack: str = ""
     """The model pack the voice belongs to, as the registry names it (informational)."""
+    enrolled: Enrolled | None = None
+    """Set for a stored voice (enrolled from reference audio); None for a registry voice."""
 
     @property
     def controllable(self) -> bool:
@@ -49,7 +62,7 @@ class Voice:
         return self.family.voice_from_generator and self.parts.global_ids is None
 
     def to_proto(self) -> speech_pb2.Voice:
-        return speech_pb2.Voice(
+        voice = speech_pb2.Voice(
             id=self.id,
             family=self.family.name,
             sample_rate=self.family.sample_rate,
@@ -58,6 +71,14 @@ class Voice:
             pack=self.pack,
             speaker=self.parts.speaker or "",
         )
+        if (enrolled := self.enrolled) is not None:
+            voice.stored = True
+            voice.display_name = enrolled.display_name
+            voice.transcript = enrolled.transcript or ""
+            voice.consent = enrolled.consent
+            voice.created_unix_seconds = enrolled.created_at
+            voice.reference_seconds = enrolled.reference_seconds
+        return voice
 
     def style(self, override: generator_pb2.VoiceStyle | None) -> generator_pb2.VoiceStyle:
         parts = self.parts

@@ -1,7 +1,9 @@
-"""A Speech API client: what `voxserve say`, the demo and the tests use to synthesize."""
+"""A Speech API client: what `voxserve say`, `voxserve voices`, the demo and the tests use to
+synthesize and to manage voices."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -142,7 +144,7 @@ def _collect(
 ) -> Synthesis:
     """Runs `call(stub, timeout=, metadata=)` and gathers its audio and summary."""
     security = security or ClientSecurity()
-    metadata = (*(tuple(metadata) or ((METADATA_KEY, new_request_id()),)), *security.metadata())
+    metadata = _call_metadata(metadata, security)
     with security.channel(address) as channel:
         stub = speech_pb2_grpc.SpeechStub(channel)
         started = time.perf_counter()
@@ -162,3 +164,118 @@ def _collect(
                 summary = response.summary
         total = time.perf_counter() - started
     return Synthesis(b"".join(parts), sample_rate, first_audio or 0.0, total, summary, offsets, encoding)
+
+
+def _call_metadata(
+    metadata: Sequence[tuple[str, str]], security: ClientSecurity
+) -> tuple[tuple[str, str], ...]:
+    """The caller's metadata (else a fresh request id) and the API key."""
+    return (*(tuple(metadata) or ((METADATA_KEY, new_request_id()),)), *security.metadata())
+
+
+CHUNK_BYTES = 64 * 1024
+
+
+def voice_requests(
+    header: speech_pb2.VoiceHeader, audio: bytes, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[speech_pb2.CreateVoiceRequest]:
+    """CreateVoice's request stream: the header, then the audio in chunks of `chunk_bytes`."""
+    if chunk_bytes < 1:
+        raise ValueError(f"chunk_bytes is {chunk_bytes}; it must be at least 1")
+    yield speech_pb2.CreateVoiceRequest(header=header)
+    for start in range(0, len(audio), chunk_bytes):
+        yield speech_pb2.CreateVoiceRequest(audio=audio[start : start + chunk_bytes])
+
+
+def create_voice(
+    address: str,
+    voice_id: str,
+    audio: bytes | str | os.PathLike[str],
+    *,
+    transcript: str | None = None,
+    display_name: str = "",
+    description: str = "",
+    family: str = "",
+    pack: str = "",
+    consent: str = "",
+    pcm16_sample_rate: int = 0,
+    chunk_bytes: int = CHUNK_BYTES,
+    timeout: float | None = 120.0,
+    metadata: Sequence[tuple[str, str]] = (),
+    security: ClientSecurity | None = None,
+) -> speech_pb2.Voice:
+    """Enrols a voice from reference audio: the bytes of a WAV, FLAC, Ogg or MP3 file (or a path
+    to one), or raw PCM16 mono when `pcm16_sample_rate` is set. An empty `voice_id` lets the
+    gateway choose one; the returned Voice says which."""
+    data = audio if isinstance(audio, bytes) else Path(audio).read_bytes()
+    header = speech_pb2.VoiceHeader(
+        voice_id=voice_id,
+        display_name=display_name,
+        description=description,
+        family=family,
+        pack=pack,
+        consent=consent,
+        format=speech_pb2.REFERENCE_FORMAT_PCM16 if pcm16_sample_rate else speech_pb2.REFERENCE_FORMAT_FILE,
+        sample_rate=pcm16_sample_rate,
+    )
+    if transcript is not None:
+        header.transcript = transcript
+    security = security or ClientSecurity()
+    with security.channel(address) as channel:
+        return speech_pb2_grpc.SpeechStub(channel).CreateVoice(
+            voice_requests(header, data, chunk_bytes),
+            timeout=timeout,
+            metadata=_call_metadata(metadata, security),
+        )
+
+
+def get_voice(
+    address: str,
+    voice_id: str,
+    *,
+    timeout: float | None = 10.0,
+    metadata: Sequence[tuple[str, str]] = (),
+    security: ClientSecurity | None = None,
+) -> speech_pb2.Voice:
+    security = security or ClientSecurity()
+    with security.channel(address) as channel:
+        return speech_pb2_grpc.SpeechStub(channel).GetVoice(
+            speech_pb2.GetVoiceRequest(voice_id=voice_id),
+            timeout=timeout,
+            metadata=_call_metadata(metadata, security),
+        )
+
+
+def delete_voice(
+    address: str,
+    voice_id: str,
+    *,
+    timeout: float | None = 10.0,
+    metadata: Sequence[tuple[str, str]] = (),
+    security: ClientSecurity | None = None,
+) -> None:
+    security = security or ClientSecurity()
+    with security.channel(address) as channel:
+        speech_pb2_grpc.SpeechStub(channel).DeleteVoice(
+            speech_pb2.DeleteVoiceRequest(voice_id=voice_id),
+            timeout=timeout,
+            metadata=_call_metadata(metadata, security),
+        )
+
+
+def list_voices(
+    address: str,
+    *,
+    timeout: float | None = 10.0,
+    metadata: Sequence[tuple[str, str]] = (),
+    security: ClientSecurity | None = None,
+) -> list[speech_pb2.Voice]:
+    """The built-in voices, then the stored voices of the caller's API key."""
+    security = security or ClientSecurity()
+    with security.channel(address) as channel:
+        listed = speech_pb2_grpc.SpeechStub(channel).ListVoices(
+            speech_pb2.ListVoicesRequest(),
+            timeout=timeout,
+            metadata=_call_metadata(metadata, security),
+        )
+    return list(listed.voices)

@@ -6,9 +6,11 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from voxserve.random_packs.tiny_bicodec import TINY_BICODEC_CONFIG, write_tiny_bicodec
+from voxserve.families.pack import Pack
+from voxserve.random_packs.tiny_bicodec import TINY_BICODEC_CONFIG, encode_side_shapes, write_tiny_bicodec
 from voxserve.vocoder.codecs.base import VoiceConditioning
 from voxserve.vocoder.codecs.bicodec import BiCodec, BiCodecConfig, checkpoint_shapes
+from voxserve.vocoder.codecs.bicodec.speaker_encoder import mel_transformer
 
 PACK_FILES = ("config.yaml", "BiCodec/config.yaml", "BiCodec/model.safetensors")
 
@@ -56,7 +58,11 @@ def test_weights_use_the_published_names_and_old_weight_norm_form(tmp_path: Path
     extra = set(stored) - set(expected)
     assert "quantizer.cluster_size" in extra
     assert any(key.startswith("encoder.") for key in extra)
-    assert all(value.dtype == torch.float32 for value in stored.values())
+    # As upstream's state dict: BatchNorm batch counters are int64, every other tensor float32.
+    assert all(
+        value.dtype == (torch.int64 if key.endswith("num_batches_tracked") else torch.float32)
+        for key, value in stored.items()
+    )
 
 
 def test_snake_alphas_are_positive(tmp_path: Path) -> None:
@@ -76,3 +82,33 @@ def test_pack_decodes_to_plausible_audio(tmp_path: Path) -> None:
     audio = codec.decode(tokens, codec.condition(voice).unsqueeze(0))
     assert audio.shape == (1, 50 * 320)
     assert 0.05 < float(audio.std()) < 0.5
+
+
+def test_encode_side_tensors_have_the_module_shapes(tmp_path: Path) -> None:
+    write_tiny_bicodec(tmp_path, seed=0)
+    stored = load_file(str(tmp_path / "BiCodec" / "model.safetensors"))
+    config = BiCodecConfig.from_dict(TINY_BICODEC_CONFIG)
+    expected = {**checkpoint_shapes(config), **encode_side_shapes(config)}
+    assert {key: tuple(value.shape) for key, value in stored.items()} == expected
+    # The mel buffers are the deterministic ones, and the BatchNorm statistics measured, not defaults.
+    mel = mel_transformer(config.mel)
+    assert torch.equal(stored["mel_transformer.mel_scale.fb"], mel.mel_scale.fb)
+    assert torch.equal(stored["mel_transformer.spectrogram.window"], mel.spectrogram.window)
+    variances = [v for k, v in stored.items() if k.endswith("running_var")]
+    assert len(variances) == 28 and not any(torch.allclose(v, torch.ones_like(v)) for v in variances)
+
+
+def test_full_size_encode_side_is_the_published_layout() -> None:
+    """Every enrolment row of specs/bicodec-encode-keys.tsv (the shared codebook is on the decode
+    side) plus `quantizer.cluster_size`; no `postnet.*` and no x-vector branch."""
+    shapes = encode_side_shapes(BiCodecConfig.full_size())
+    assert len(shapes) == 524 - 112 - 11 - 1
+    assert shapes["quantizer.cluster_size"] == (8192,)
+    assert shapes["speaker_encoder.speaker_encoder.conv.weight"] == (1536, 1536, 1)
+    assert shapes["quantizer.in_project.weight_v"] == (8, 1024, 1)
+    assert not any(key.startswith(("postnet.", "speaker_encoder.speaker_encoder.pool.")) for key in shapes)
+
+
+def test_the_spark_pack_can_enrol(tiny_pack: Pack) -> None:
+    codec = BiCodec.from_pack(tiny_pack.root)
+    assert codec.voice_encoder is not None and codec.voice_encoder.missing == []

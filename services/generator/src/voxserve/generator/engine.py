@@ -9,7 +9,9 @@ SNAC codes), every token is held to its place in the frame (`frame_positions`) a
 only between frames. A trained model puts its mass there anyway; constraining keeps a
 fine-tune's stray token from ever reaching the vocoder. Which prompt a voice makes is the
 family's (`voice_prompts`). Outputs are DELTA: each engine step's new tokens become one frame
-without waiting (whole frames where a frame is several codes).
+without waiting (whole frames where a frame is several codes). A Spark voice with a reference
+ends its prompt with the reference's semantic tokens; the model continues them, and only the
+tokens it writes reach the frames.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from voxserve.families.spark import GLOBAL_TOKENS_PER_VOICE
 from voxserve.generator.engine_requests import EngineRequests, sampling_params
 from voxserve.generator.frame_layout import FrameLayout
 from voxserve.generator.frames import Frame, FrameAssembler, GenerationResult
-from voxserve.generator.generate_args import DEFAULT_SAMPLING, GenerateArgs, Sampling
+from voxserve.generator.generate_args import DEFAULT_SAMPLING, GenerateArgs, Reference, Sampling
 from voxserve.generator.token_budget import TokenBudget
 from voxserve.generator.token_table import TokenTable
 from voxserve.generator.voice_prompts import VoicePrompts
@@ -163,7 +165,9 @@ class TokenGenerator:
             prompt = self.prompts.after_globals(choice.head, global_ids)
         assert prompt is not None
         prompt_ids = self._encode(prompt)
-        budget = self.budget.tokens(sampling.max_tokens, len(prompt_ids))
+        # A long reference can leave the text no room: say so before the engine would.
+        what = "text" if args.reference is None else _with_reference(args.reference)
+        budget = self.budget.tokens(sampling.max_tokens, len(prompt_ids), what)
         result.prompt_tokens = len(prompt_ids)
         if self.table.num_global > 0:
             assert global_ids is not None
@@ -189,3 +193,10 @@ class TokenGenerator:
             started=started,
         ):
             yield frame
+
+
+def _with_reference(reference: Reference) -> str:
+    return (
+        f"text with the voice's reference ({len(reference.text)} characters and "
+        f"{len(reference.semantic_ids)} semantic ids)"
+    )

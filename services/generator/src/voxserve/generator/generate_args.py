@@ -49,6 +49,21 @@ class Speaker:
     global_ids: tuple[int, ...] = ()
 
 
+MAX_REFERENCE_SEMANTIC_IDS = 3000
+"""Most reference semantic ids a request may carry: 60 s of reference at 50 a second, the
+gateway's longest enrolment. Whether the prompt fits the model is the engine's check."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A voice enrolled with a transcript: what the reference says and its semantic token
+    indices, which lead the prompt (upstream's voice-cloning prompt). ``text`` is verbatim and
+    counts with the request's text against the generator's text limit."""
+
+    text: str
+    semantic_ids: tuple[int, ...]
+
+
 @dataclass(frozen=True)
 class GenerateArgs:
     """One request's text, voice and sampling. At most one voice part is set, and only one the
@@ -58,6 +73,8 @@ class GenerateArgs:
     sampling: Sampling = DEFAULT_SAMPLING
     global_ids: tuple[int, ...] | None = None
     """The voice's global token indices."""
+    reference: Reference | None = None
+    """Only with ``global_ids``: the reference the voice was enrolled from."""
     style: Style | None = None
     speaker: Speaker | None = None
     t3_voice: T3Voice | None = None

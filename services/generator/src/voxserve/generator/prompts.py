@@ -3,6 +3,9 @@ Orpheus's (`orpheus_prompt`).
 
 - ``fixed_voice``: the voice's 32 global tokens are known (a registered voice, or a later segment of a
   request reusing the globals of its first segment); the model continues with the semantic tokens.
+- ``cloning``: upstream's voice-cloning prompt, for a voice enrolled from reference audio with its
+  transcript: the transcript joined to the text, the voice's globals, then the reference's semantic
+  tokens after ``<|start_semantic_token|>``; the model continues the reference's semantic tokens.
 - ``controllable``: gender/pitch/speed labels only; the model generates the 32 global tokens itself,
   then the semantic tokens.
 - ``controllable_with_globals``: the controllable prompt continued with a global block. The generator
@@ -46,26 +49,50 @@ LLAMA3_BEGIN_OF_TEXT = "<|begin_of_text|>"
 LLAMA3_END_OF_TURN = "<|eot_id|>"
 
 
-class HasNumGlobal(Protocol):
+class HasVocabSizes(Protocol):
     @property
     def num_global(self) -> int: ...
+
+    @property
+    def num_semantic(self) -> int: ...
 
 
 @dataclass(frozen=True)
 class SparkPromptBuilder:
-    """Builds prompts for a tokenizer with ``num_global`` BiCodec global tokens."""
+    """Builds prompts for a tokenizer with ``num_global`` BiCodec global tokens and
+    ``num_semantic`` semantic tokens (0: a builder for prompts without a reference)."""
 
     num_global: int
+    num_semantic: int = 0
 
     @classmethod
-    def from_token_table(cls, table: HasNumGlobal) -> SparkPromptBuilder:
-        return cls(num_global=table.num_global)
+    def from_token_table(cls, table: HasVocabSizes) -> SparkPromptBuilder:
+        return cls(num_global=table.num_global, num_semantic=table.num_semantic)
 
     def fixed_voice(self, text: str, global_ids: Sequence[int] | np.ndarray) -> str:
         """``global_ids`` are the 32 BiCodec global indices (0..num_global-1), not token ids."""
         return (
             f"<|task_tts|><|start_content|>{_checked_text(text)}<|end_content|>"
             f"{self.global_block(global_ids)}"
+        )
+
+    def cloning(
+        self,
+        text: str,
+        global_ids: Sequence[int] | np.ndarray,
+        reference_text: str,
+        reference_ids: Sequence[int] | np.ndarray,
+    ) -> str:
+        """Upstream's cloning prompt: ``reference_text`` (the reference's transcript) joined to
+        ``text`` with no separator, then the globals, then the reference's semantic indices
+        (0..num_semantic-1, not token ids) after ``<|start_semantic_token|>``."""
+        content = _checked_text(reference_text, "reference_text") + _checked_text(text)
+        # Each part is clean, but their join could still spell a special token.
+        _checked_text(content, "reference_text joined to text")
+        semantic = "".join(f"<|bicodec_semantic_{n}|>" for n in self._checked_reference_ids(reference_ids))
+        return (
+            f"<|task_tts|><|start_content|>{content}<|end_content|>"
+            f"{self.global_block(global_ids)}<|start_semantic_token|>{semantic}"
         )
 
     def controllable(self, text: str, gender: Gender, pitch: int, speed: int) -> str:
@@ -113,6 +140,19 @@ class SparkPromptBuilder:
             checked.append(int(value))
         return checked
 
+    def _checked_reference_ids(self, reference_ids: Sequence[int] | np.ndarray) -> list[int]:
+        values = list(reference_ids)
+        if not values:
+            raise ValueError("reference_semantic_ids must not be empty")
+        bad = next(
+            (i for i, v in enumerate(values) if not _is_int(v) or not 0 <= v < self.num_semantic), None
+        )
+        if bad is not None:
+            raise ValueError(
+                f"reference_semantic_ids[{bad}]={values[bad]!r} is not an integer in [0, {self.num_semantic})"
+            )
+        return [int(v) for v in values]
+
 
 def s3_prompt(text: str) -> str:
     """The s3 family's prompt: the text, then the start of speech; the model writes speech tokens
@@ -130,13 +170,13 @@ def orpheus_prompt(text: str, voice: str) -> str:
     )
 
 
-def _checked_text(text: str) -> str:
+def _checked_text(text: str, field: str = "text") -> str:
     if not isinstance(text, str):
-        raise TypeError(f"text must be a str, got {type(text).__name__}")
+        raise TypeError(f"{field} must be a str, got {type(text).__name__}")
     if not text.strip():
-        raise ValueError("text must not be empty")
+        raise ValueError(f"{field} must not be empty")
     if match := _SPECIAL_TOKEN_SHAPE.search(text):
-        raise ValueError(f"text must not contain special-token markup such as {match.group(0)!r}")
+        raise ValueError(f"{field} must not contain special-token markup such as {match.group(0)!r}")
     return text
 
 

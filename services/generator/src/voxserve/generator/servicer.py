@@ -20,7 +20,15 @@ from voxserve.families.spark import GLOBAL_TOKENS_PER_VOICE
 from voxserve.families.speakers import check_speaker_name
 from voxserve.generator import metrics
 from voxserve.generator.frames import Frame
-from voxserve.generator.generate_args import DEFAULT_SAMPLING, GenerateArgs, Sampling, Speaker, Style
+from voxserve.generator.generate_args import (
+    DEFAULT_SAMPLING,
+    MAX_REFERENCE_SEMANTIC_IDS,
+    GenerateArgs,
+    Reference,
+    Sampling,
+    Speaker,
+    Style,
+)
 from voxserve.generator.prompts import Gender
 from voxserve.generator.t3.config import MAX_EXAGGERATION, MAX_GUIDANCE
 from voxserve.generator.t3.voice import DEFAULT_EXAGGERATION, T3Voice
@@ -115,6 +123,36 @@ def parse_global_ids(ids: list[int], num_global: int, field: str = "global_token
     return list(ids)
 
 
+def parse_reference(msg: generator_pb2.GlobalTokens, text: str, max_text_chars: int) -> Reference | None:
+    """The voice's reference, if it carries one: its transcript (verbatim) and semantic ids, set
+    both or neither. The transcript counts with `text` against `max_text_chars`: the prompt holds
+    the two joined. The ids' range and markup in the transcript are the prompt's checks."""
+    reference_text, ids = msg.reference_text, list(msg.reference_semantic_ids)
+    if not reference_text and not ids:
+        return None
+    _check(
+        bool(ids),
+        "global_tokens.reference_text is set without global_tokens.reference_semantic_ids; "
+        "set both or neither",
+    )
+    _check(
+        bool(reference_text.strip()),
+        "global_tokens.reference_semantic_ids needs global_tokens.reference_text (the reference's "
+        "transcript), which is empty; set both or neither",
+    )
+    _check(
+        len(ids) <= MAX_REFERENCE_SEMANTIC_IDS,
+        f"global_tokens.reference_semantic_ids has {len(ids)} ids; the limit is {MAX_REFERENCE_SEMANTIC_IDS}",
+    )
+    total = len(text) + len(reference_text)
+    _check(
+        total <= max_text_chars,
+        f"text and global_tokens.reference_text have {total} characters together "
+        f"({len(text)} + {len(reference_text)}); the limit is {max_text_chars}",
+    )
+    return Reference(reference_text, tuple(ids))
+
+
 def parse_speaker(msg: generator_pb2.Speaker, family: Family, num_global: int) -> Speaker:
     try:
         check_speaker_name(msg.name)
@@ -162,11 +200,11 @@ def parse_generate_request(
         voice is None or voice in family.generator_voice_fields,
         f"{voice} is not accepted: {family.generator_voice_hint}",
     )
+    fixed = voice == "global_tokens"
     return GenerateArgs(
         text=text,
-        global_ids=tuple(parse_global_ids(list(request.global_tokens.ids), num_global))
-        if voice == "global_tokens"
-        else None,
+        global_ids=tuple(parse_global_ids(list(request.global_tokens.ids), num_global)) if fixed else None,
+        reference=parse_reference(request.global_tokens, text, max_text_chars) if fixed else None,
         style=parse_style(request.style) if voice == "style" else None,
         speaker=parse_speaker(request.speaker, family, num_global) if voice == "speaker" else None,
         t3_voice=parse_chatterbox_voice(request.chatterbox) if voice == "chatterbox" else None,

@@ -28,21 +28,23 @@ class TokenBudget:
         room = self.max_model_len - prompt_len
         return room if self.max_new_tokens is None else min(room, self.max_new_tokens)
 
-    def tokens(self, requested: int | None, prompt_len: int) -> int:
-        """The budget of a request asking for `requested` tokens (None: the default)."""
+    def tokens(self, requested: int | None, prompt_len: int, what: str = "text") -> int:
+        """The budget of a request asking for `requested` tokens (None: the default); `what` names
+        what made the prompt in messages."""
         room = self.room(prompt_len) - self.reserved
         per = self.frame_tokens
         if requested is None:
             budget = min(self.default_tokens, room) // per * per
             if budget < 1:
                 raise InvalidArgument(
-                    f"text is too long: its prompt takes {prompt_len} of the model's "
+                    f"{what} is too long: its prompt takes {prompt_len} of the model's "
                     f"{self.max_model_len} {self.unit}"
                 )
             return budget
         if requested > room:
+            holds = "" if what == "text" else f" (it holds the {what})"
             raise InvalidArgument(
-                f"sampling.max_tokens={requested} does not fit: the prompt takes {prompt_len} "
+                f"sampling.max_tokens={requested} does not fit: the prompt{holds} takes {prompt_len} "
                 f"of the model's {self.max_model_len} {self.unit}, leaving {max(room, 0)}"
             )
         if requested < per:

@@ -53,19 +53,24 @@ PromptFactory = Callable[[TokenTable, SpeakerSet | None], VoicePrompts]
 
 
 class SparkVoicePrompts(VoicePrompts):
-    """Fixed globals make the whole prompt; a style (or a named speaker of a fine-tune) makes a
-    head the model writes its own globals after, unless the speaker's globals are given."""
+    """Fixed globals make the whole prompt (upstream's cloning prompt where the voice carries
+    its reference); a style (or a named speaker of a fine-tune) makes a head the model writes
+    its own globals after, unless the speaker's globals are given."""
 
     def __init__(self, table: TokenTable, speakers: SpeakerSet | None):
         super().__init__(table, speakers)
         self.builder = SparkPromptBuilder.from_token_table(table)
 
     def choose(self, args: GenerateArgs) -> PromptChoice:
-        text, speaker = args.text, args.speaker
+        text, speaker, reference = args.text, args.speaker, args.reference
+        if reference is not None and args.global_ids is None:
+            raise InvalidArgument("a reference is accepted only with the voice's global ids")
         if args.global_ids is not None:
-            return PromptChoice(
-                prompt=self.builder.fixed_voice(text, args.global_ids), global_ids=args.global_ids
-            )
+            if reference is not None:
+                prompt = self.builder.cloning(text, args.global_ids, reference.text, reference.semantic_ids)
+            else:
+                prompt = self.builder.fixed_voice(text, args.global_ids)
+            return PromptChoice(prompt=prompt, global_ids=args.global_ids)
         if self.speakers is not None or speaker is not None:
             if self.speakers is None:
                 raise InvalidArgument("speaker is not accepted: this pack has no named speakers")

@@ -46,6 +46,31 @@ class InvalidArgument(CallError, ValueError):
     outcome = "invalid"
 
 
+class FailedPrecondition(CallError):
+    """The service cannot do this in its present state (e.g. its pack lacks a part); the message
+    says what is missing."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    outcome = "precondition"
+
+
+class NotFound(CallError):
+    code = grpc.StatusCode.NOT_FOUND
+    outcome = "not_found"
+
+
+class AlreadyExists(CallError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    outcome = "exists"
+
+
+class LimitReached(CallError):
+    """A per-caller quota is used up (not overload: retrying later does not help)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    outcome = "quota"
+
+
 class Overloaded(CallError):
     """The service holds its maximum of concurrent calls (or streams): retry later or elsewhere."""
 

@@ -27,7 +27,10 @@ def parser() -> argparse.ArgumentParser:
     # Listed for --help only: main() hands `voxserve bench ...` to the bench package whole.
     sub.add_parser("bench", help="load and scaling benchmarks against the baseline (voxserve bench --help)")
     voices.add_arguments(
-        sub.add_parser("voices", help="list the voices of a registry file or of a running gateway")
+        sub.add_parser(
+            "voices",
+            help="list the voices of a registry file or of a running gateway; add, show, rm stored voices",
+        )
     )
     health.add_arguments(
         sub.add_parser("health", help="check a service's gRPC health once; exit 0 only when SERVING")

@@ -1,7 +1,10 @@
 """A small random BiCodec in the upstream pack layout, for tests and the embedded default.
 
 Same config keys, tensor names and token rates as Spark-TTS-0.5B's `BiCodec/`; only the channel
-sizes are small. Weights are stored in the old `weight_g`/`weight_v` form like the published file.
+sizes are small (the speaker encoder's ECAPA-TDNN has fixed upstream widths, so it is full size
+in every pack). Weights are stored in the old `weight_g`/`weight_v` form like the published file,
+encode side included: the speaker and semantic paths, `quantizer.cluster_size` and the mel
+buffers (the training-only `postnet.*` and the x-vector branch are left out).
 """
 
 from __future__ import annotations
@@ -12,11 +15,20 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from safetensors.torch import save_file
+from torch import nn
 
 from voxserve.vocoder.codecs.bicodec import BiCodecConfig, checkpoint_shapes
+from voxserve.vocoder.codecs.bicodec.reference_audio import normalize_volume, ref_clip_samples
+from voxserve.vocoder.codecs.bicodec.semantic_encoder import semantic_checkpoint_shapes
+from voxserve.vocoder.codecs.bicodec.speaker_encoder import (
+    MEL_BUFFERS,
+    build_meta_speaker_tokenizer,
+    speaker_checkpoint_shapes,
+)
 
 TINY_BICODEC_CONFIG: dict[str, Any] = {
     "audio_tokenizer": {
@@ -122,18 +134,76 @@ _FINAL_CONV_GAIN = 0.08  # keeps the final tanh mostly in its linear range
 # the vocoder's lookahead) on the default pack stays realistic.
 _CENTRE_ENVELOPE_WIDTH = 0.7
 
-# Tensors a real file carries for the encode side; the decoder must skip them.
+# The speaker path's BatchNorm statistics are measured on a few synthetic voices (harmonics of a
+# random pitch under a syllable-rate envelope), so that every layer sees the unit-scale inputs a
+# trained model's statistics give it; made-up statistics leave the global ids nearly constant.
+_CALIBRATION_VOICES = 4
+_CALIBRATION_PITCH_HZ = (90.0, 260.0)
+_CALIBRATION_HARMONICS = 12
 
 
-def _encode_only_shapes(config: BiCodecConfig) -> dict[str, tuple[int, ...]]:
-    """A few encode-path tensors, so that loaders are seen to skip them."""
-    q = config.quantizer
-    return {
-        "quantizer.cluster_size": (q.codebook_size,),
-        "quantizer.in_project.weight_g": (q.codebook_dim, 1, 1),
-        "quantizer.in_project.weight_v": (q.codebook_dim, q.input_dim, 1),
-        "encoder.dummy.weight": (4, 4),
-    }
+def encode_side_shapes(config: BiCodecConfig) -> dict[str, tuple[int, ...]]:
+    """The encode side's tensors that the decode path does not share."""
+    shapes = {**semantic_checkpoint_shapes(config), **speaker_checkpoint_shapes(config)}
+    shapes["quantizer.cluster_size"] = (config.quantizer.codebook_size,)
+    decode = checkpoint_shapes(config)
+    return {key: shape for key, shape in shapes.items() if key not in decode}
+
+
+def _init_encode_tensor(key: str, shape: tuple[int, ...], gen: torch.Generator) -> torch.Tensor | None:
+    """Encode-side values `_init_tensor` does not give (None: use it)."""
+    name = key.rsplit(".", 1)[-1]
+    if name == "num_batches_tracked":
+        return torch.tensor(1, dtype=torch.int64)
+    if name == "running_mean":
+        return torch.zeros(shape)
+    if name == "running_var":
+        return torch.ones(shape)
+    if key == "quantizer.cluster_size":
+        return torch.rand(shape, generator=gen) * 100.0
+    if key.endswith("perceiver_sampler.latents"):
+        return torch.randn(shape, generator=gen)
+    if key.endswith("perceiver_sampler.norm.gamma"):
+        return 0.8 + 0.4 * torch.rand(shape, generator=gen)
+    return None
+
+
+def _calibration_voices(samples: int, sample_rate: int, gen: torch.Generator) -> torch.Tensor:
+    """[_CALIBRATION_VOICES, samples] volume-normalised voiced signals."""
+    t = np.arange(samples) / sample_rate
+    voices = []
+    for _ in range(_CALIBRATION_VOICES):
+        low, high = _CALIBRATION_PITCH_HZ
+        pitch = low + (high - low) * float(torch.rand((), generator=gen))
+        vibrato = 1 + 0.03 * np.sin(2 * np.pi * 5 * t)
+        phase = 2 * np.pi * np.cumsum(pitch * vibrato) / sample_rate
+        wave = sum(np.sin(k * phase) / k for k in range(1, _CALIBRATION_HARMONICS + 1))
+        envelope = 0.5 + 0.5 * np.sin(2 * np.pi * (2 + 4 * float(torch.rand((), generator=gen))) * t) ** 2
+        noise = 0.05 * torch.randn(samples, generator=gen, dtype=torch.float64).numpy()
+        voices.append(normalize_volume(wave * envelope + noise))
+    return torch.from_numpy(np.stack(voices)).float()
+
+
+def _calibrate_batch_norms(
+    state: dict[str, torch.Tensor], config: BiCodecConfig, gen: torch.Generator
+) -> None:
+    """Set the speaker path's BatchNorm running statistics to those of synthetic voices."""
+    tokenizer = build_meta_speaker_tokenizer(config)
+    own = tokenizer.state_dict()
+    tokenizer.load_state_dict({k: state[k].clone() if k in state else own[k] for k in own}, assign=True)
+    norms = [m for m in tokenizer.modules() if isinstance(m, nn.BatchNorm1d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # one batch: the statistics are exactly that batch's
+    clips = _calibration_voices(
+        ref_clip_samples(config.sample_rate, config.samples_per_token), config.sample_rate, gen
+    )
+    tokenizer.train()
+    with torch.no_grad():
+        tokenizer.speaker_encoder(tokenizer.mel(clips).transpose(1, 2))
+    for name, buffer in tokenizer.named_buffers():
+        if name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            state[name] = buffer.clone()
 
 
 def _init_tensor(
@@ -192,8 +262,16 @@ def bicodec_state_dict(raw_config: dict[str, Any], seed: int) -> dict[str, torch
     shapes = checkpoint_shapes(config)
     gen = torch.Generator().manual_seed(seed)
     state = {key: _init_tensor(key, shapes, config.decoder.rates, gen) for key in sorted(shapes)}
-    for key, shape in _encode_only_shapes(config).items():
-        state[key] = torch.randn(shape, generator=gen)
+    # The encode side draws after the whole decode side, so decode weights do not depend on it.
+    encode = encode_side_shapes(config)
+    mel = build_meta_speaker_tokenizer(config).state_dict()
+    for key in sorted(encode):
+        if key in MEL_BUFFERS:
+            state[key] = mel[key].clone()
+            continue
+        value = _init_encode_tensor(key, encode[key], gen)
+        state[key] = value if value is not None else _init_tensor(key, encode, config.decoder.rates, gen)
+    _calibrate_batch_norms(state, config, gen)
     return state
 
 

@@ -35,9 +35,12 @@ def _write_spark_speakers(root: Path, seed: int, size: str) -> None:
 
 
 def _write_spark_codec(root: Path, seed: int, size: str) -> None:
+    """BiCodec and the wav2vec2 model its voice enrolment reads."""
     from voxserve.random_packs.tiny_bicodec import FULL_BICODEC_CONFIG, TINY_BICODEC_CONFIG, write_bicodec
+    from voxserve.random_packs.tiny_wav2vec2 import write_wav2vec2
 
     write_bicodec(root, seed, FULL_BICODEC_CONFIG if size == "full" else TINY_BICODEC_CONFIG)
+    write_wav2vec2(root, seed, size)
 
 
 def _write_s3(root: Path, seed: int, size: str) -> None:

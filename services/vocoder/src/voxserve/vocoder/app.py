@@ -19,6 +19,7 @@ from voxserve.vocoder.load_meter import HostCpuLoad
 from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
 from voxserve.vocoder.servicer import VocoderServicer
 from voxserve.vocoder.stream import ChunkPolicy
+from voxserve.vocoder.voice_encoding import VoiceEncoding
 
 
 def chunk_policy(config: VocoderConfig, codec: Codec, family: Family) -> ChunkPolicy:
@@ -67,7 +68,10 @@ async def run(config: VocoderConfig) -> None:
         host_load=HostCpuLoad() if on_cpu else None,
     )
     scheduler.start()
-    servicer = VocoderServicer(codec, scheduler, max_stream_tokens=config.max_stream_tokens)
+    encoding = VoiceEncoding(codec, max_encodes=config.max_encodes, max_seconds=config.max_encode_seconds)
+    servicer = VocoderServicer(
+        codec, scheduler, max_stream_tokens=config.max_stream_tokens, voice_encoding=encoding
+    )
 
     def register(server: grpc.aio.Server) -> None:
         vocoder_pb2_grpc.add_VocoderServicer_to_server(servicer, server)

@@ -20,7 +20,7 @@ _ZERO_PICKS_DEFAULT = (
     "max_batch_tokens",
     "torch_threads",
 )
-_AT_LEAST_ONE = ("max_stream_tokens", "max_streams", "max_batch_size")
+_AT_LEAST_ONE = ("max_stream_tokens", "max_streams", "max_batch_size", "max_encodes")
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,12 @@ class VocoderConfig(ServiceConfig):
         "A stream with no audio out yet is scheduled as if due this long before it arrived: ahead "
         "of streams with audio, unless their clients have starved for longer",
     )
+    max_encodes: int = setting(
+        1,
+        "Most EncodeVoice calls encoding at once (each runs the pack's encoders in a worker "
+        "thread, beside decoding); beyond it RESOURCE_EXHAUSTED",
+    )
+    max_encode_seconds: float = setting(120.0, "Longest reference audio EncodeVoice accepts, in seconds")
     batching: bool = setting(True, "Batch decode work across streams (false: batch size 1)")
     torch_threads: int = setting(
         1,
@@ -104,6 +110,8 @@ class VocoderConfig(ServiceConfig):
                 f"{self.name('first_chunk_tokens')}={self.first_chunk_tokens}: must be <= "
                 f"{self.name('max_chunk_tokens')}={self.max_chunk_tokens}"
             )
+        if not self.max_encode_seconds > 0:
+            raise ConfigError(f"{self.name('max_encode_seconds')}={self.max_encode_seconds}: must be > 0")
         if not self.context_tolerance > 0:
             raise ConfigError(f"{self.name('context_tolerance')}={self.context_tolerance}: must be > 0")
 

@@ -9,6 +9,12 @@ STREAMS = Counter(
     "(stream limit), error",
     ["outcome"],
 )
+ENCODES = Counter(
+    "voxserve_vocoder_voice_encodes_total",
+    "EncodeVoice calls by outcome: completed, cancelled, invalid, precondition (no encoder in the "
+    "pack), refused (encode limit), error",
+    ["outcome"],
+)
 BATCH_SIZE = Histogram(
     "voxserve_vocoder_batch_size", "Rows per decode forward", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
 )

@@ -17,6 +17,7 @@ from voxserve.vocoder import metrics
 from voxserve.vocoder.codecs.base import Codec, CodecInputError, VoiceConditioning
 from voxserve.vocoder.scheduler import Scheduler
 from voxserve.vocoder.stream import Chunk, DecodeStream
+from voxserve.vocoder.voice_encoding import VoiceEncoding
 
 log = get_logger(__name__)
 
@@ -60,10 +61,26 @@ def voice_conditioning(start: vocoder_pb2.DecodeStart) -> VoiceConditioning:
 
 
 class VocoderServicer(vocoder_pb2_grpc.VocoderServicer):
-    def __init__(self, codec: Codec, scheduler: Scheduler, *, max_stream_tokens: int):
+    def __init__(
+        self,
+        codec: Codec,
+        scheduler: Scheduler,
+        *,
+        max_stream_tokens: int,
+        voice_encoding: VoiceEncoding | None = None,
+    ):
         self.codec = codec
         self.scheduler = scheduler
         self.max_stream_tokens = max_stream_tokens
+        self.voice_encoding = voice_encoding or VoiceEncoding(codec, max_encodes=1, max_seconds=120.0)
+
+    async def EncodeVoice(
+        self, request: vocoder_pb2.EncodeVoiceRequest, context: grpc.aio.ServicerContext
+    ) -> vocoder_pb2.EncodedVoice:
+        async with call_outcome(context, metrics.ENCODES) as outcome:
+            encoded = await self.voice_encoding.encode(request)
+            outcome.value = "completed"
+            return encoded
 
     async def _open(self, requests: AsyncIterator[vocoder_pb2.DecodeRequest]) -> DecodeStream:
         first = await anext(requests, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 import yaml
 
@@ -13,8 +14,9 @@ from voxserve.vocoder.codecs.base import (
     ChunkContext,
     CodecInputError,
     DecodeRow,
+    EncodedVoice,
+    EncoderUnavailable,
     VoiceConditioning,
-    WithoutVoiceEncoder,
     crop_rows,
 )
 from voxserve.vocoder.codecs.bicodec.checkpoint import (
@@ -24,6 +26,7 @@ from voxserve.vocoder.codecs.bicodec.checkpoint import (
 )
 from voxserve.vocoder.codecs.bicodec.config import BiCodecConfig, BiCodecLoadError
 from voxserve.vocoder.codecs.bicodec.model import BiCodecDecoder
+from voxserve.vocoder.codecs.bicodec.voice_encoder import MIN_REFERENCE_SAMPLES, BiCodecVoiceEncoder
 from voxserve.vocoder.receptive_field import measure_context
 
 log = get_logger(__name__)
@@ -39,14 +42,18 @@ def _check_pack_config(path: Path, config: BiCodecConfig) -> None:
             raise BiCodecLoadError(f"{path}: {key} is {top[key]}, but the BiCodec config gives {actual}")
 
 
-class BiCodec(WithoutVoiceEncoder):
-    """The `Codec` for Spark-TTS packs: conditions on 32 global ids, decodes semantic ids."""
+class BiCodec:
+    """The `Codec` for Spark-TTS packs: conditions on 32 global ids, decodes semantic ids, and
+    enrols voices with the pack's encoders."""
 
     name = "bicodec"
     codes_per_token = 1
 
-    def __init__(self, config: BiCodecConfig, model: BiCodecDecoder) -> None:
+    def __init__(
+        self, config: BiCodecConfig, model: BiCodecDecoder, voice_encoder: BiCodecVoiceEncoder | None = None
+    ) -> None:
         self.config = config
+        self.voice_encoder = voice_encoder
         self.model = model.eval().requires_grad_(False)
         param = next(model.parameters())
         self.device = param.device
@@ -87,7 +94,38 @@ class BiCodec(WithoutVoiceEncoder):
         pack = Path(pack_dir)
         config = BiCodecConfig.from_yaml(pack / "BiCodec" / "config.yaml")
         _check_pack_config(pack / "config.yaml", config)
-        return cls.from_files(config, pack / "BiCodec" / "model.safetensors", device=device, dtype=dtype)
+        codec = cls.from_files(config, pack / "BiCodec" / "model.safetensors", device=device, dtype=dtype)
+        # Only headers and listings are read here; the encoders load on the first enrolment.
+        codec.voice_encoder = BiCodecVoiceEncoder.from_pack(pack, config, device=codec.device)
+        missing = codec.voice_encoder.missing
+        log.info("bicodec voice encoder", pack=str(pack), complete=not missing, missing=missing)
+        return codec
+
+    def encode_voice(self, audio: np.ndarray, sample_rate: int, reference_tokens: bool) -> EncodedVoice:
+        """32 global ids of a mono 16 kHz reference (and its semantic ids if `reference_tokens`)."""
+        if sample_rate != self.sample_rate:
+            raise CodecInputError(f"sample_rate is {sample_rate}; BiCodec enrols at {self.sample_rate} Hz")
+        if (
+            not isinstance(audio, np.ndarray)
+            or audio.ndim != 1
+            or not np.issubdtype(audio.dtype, np.floating)
+        ):
+            shape = getattr(audio, "shape", None)
+            raise CodecInputError(
+                f"audio must be a 1-D float array (mono), got {type(audio).__name__} {shape}"
+            )
+        if audio.size < MIN_REFERENCE_SAMPLES:
+            raise CodecInputError(
+                f"audio holds {audio.size} samples; it must hold at least {MIN_REFERENCE_SAMPLES} "
+                f"({MIN_REFERENCE_SAMPLES / self.sample_rate * 1000:g} ms)"
+            )
+        if not np.isfinite(audio).all():
+            raise CodecInputError("audio holds non-finite samples")
+        if self.voice_encoder is None:
+            raise EncoderUnavailable(
+                "this BiCodec was loaded from files, not a pack: it has no voice encoder"
+            )
+        return self.voice_encoder.encode(audio, reference_tokens)
 
     def chunk_context(self, context_tokens: int, tolerance: float) -> ChunkContext:
         """Stateless: the same context on both sides, measured from the weights unless set (the

@@ -30,6 +30,8 @@ class SpeakerEncoderConfig:
     token_num: int
     fsq_levels: tuple[int, ...]
     fsq_num_quantizers: int = 1
+    input_dim: int = 128
+    """Mel bands the speaker encoder reads (enrolment only)."""
 
     @property
     def global_vocab_size(self) -> int:
@@ -58,6 +60,19 @@ class EncoderConfig:
     vocos_num_layers: int
     out_channels: int
     sample_ratios: tuple[int, ...] = (1, 1)
+
+
+@dataclass(frozen=True)
+class MelConfig:
+    """`mel_params`: the speaker encoder's mel front end (enrolment only); published defaults."""
+
+    sample_rate: int = 16000
+    n_fft: int = 1024
+    win_length: int = 640
+    hop_length: int = 320
+    mel_fmin: float = 10.0
+    mel_fmax: float | None = None
+    num_mels: int = 128
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,7 @@ class BiCodecConfig:
     sample_rate: int = 16000
     encoder: EncoderConfig | None = None
     """None: the config has no `encoder` section (a decode-only pack)."""
+    mel: MelConfig = MelConfig()
 
     def __post_init__(self) -> None:
         q, s, p, d = self.quantizer, self.speaker_encoder, self.prenet, self.decoder
@@ -111,6 +127,8 @@ class BiCodecConfig:
                 "decoder.kernel_sizes[i] - rates[i] must be even and >= 0",
             ),
             (d.channels % 2 ** len(d.rates) == 0, "decoder.channels must halve once per rate"),
+            (self.mel.sample_rate == self.sample_rate, "mel_params.sample_rate must be the sample rate"),
+            (s.input_dim == self.mel.num_mels, "speaker_encoder.input_dim must equal mel_params.num_mels"),
         ]
         if (e := self.encoder) is not None:
             checks += [
@@ -130,6 +148,7 @@ class BiCodecConfig:
         """Build from the parsed `config.yaml` (either the whole file or its `audio_tokenizer`)."""
         tokenizer = raw.get("audio_tokenizer", raw)
         mel = tokenizer.get("mel_params") or {}
+        mel_fields = {f.name for f in dataclasses.fields(MelConfig)}
         return cls(
             quantizer=_read_section(tokenizer, "quantizer", QuantizerConfig),
             speaker_encoder=_read_section(tokenizer, "speaker_encoder", SpeakerEncoderConfig),
@@ -137,6 +156,7 @@ class BiCodecConfig:
             decoder=_read_section(tokenizer, "decoder", WaveGeneratorConfig),
             sample_rate=int(mel.get("sample_rate", 16000)),
             encoder=_read_section(tokenizer, "encoder", EncoderConfig) if "encoder" in tokenizer else None,
+            mel=MelConfig(**{k: v for k, v in mel.items() if k in mel_fields}),
         )
 
     @classmethod

@@ -1,0 +1,35 @@
+"""Checks against the published key tables (`specs/*-keys.tsv`: name, shape, dtype columns)."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+
+def _table_path(table: str) -> Path | None:
+    candidates = [
+        Path(__file__).resolve().parents[4] / "shared" / "specs" / table,
+        Path("/work/shared/specs") / table,
+    ]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def assert_matches_key_table(
+    shapes: dict[str, tuple[int, ...]], sha256: str, table: str, keep: Callable[[str], bool] = lambda _: True
+) -> None:
+    """`shapes` equal the rows of `table` whose name passes `keep`: always by the sha256 of the sorted
+    "name<TAB>shape" rows, and row by row where the specs are beside the checkout."""
+    rows = "\n".join(f"{name}\t{shape}" for name, shape in sorted(shapes.items()))
+    assert hashlib.sha256(rows.encode()).hexdigest() == sha256
+    path = _table_path(table)
+    if path is None:
+        return
+    published: dict[str, tuple[int, ...]] = {}
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        if line.strip():
+            name, shape = line.split("\t")[:2]
+            if keep(name):
+                published[name] = tuple(ast.literal_eval(shape))
+    assert shapes == published
