@@ -19,7 +19,7 @@ from voxserve.families.registry import DEFAULT_FAMILY, FAMILIES, family_of
 
 # The embedded default's place under the home directory. Bump the version when the tiny pack's
 # writer changes, so a stale cached pack is not reused.
-TINY_PACK_VERSION = 1
+TINY_PACK_VERSION = 2
 DEFAULT_PACK_SEED = 1234
 
 
