@@ -9,6 +9,7 @@ python -m bench snac                                    # SNAC streamed vs offli
 python -m bench long-text                               # 2,000 characters: pipelined segments vs not
 python -m bench chatterbox                              # Chatterbox: tokens streamed to the flow vs all first
 python -m bench enrolment --size full                   # Spark voice enrolment: encode time for 10 s of audio
+python -m bench chatterbox-enrolment --size full        # Chatterbox enrolment, part by part, for 10 s
 python -m bench faults leak                             # 1,000 randomly cancelled streams: nothing left live
 python -m bench faults overload --seconds 60            # 2x the gateway's limit: refusals, admitted stalls
 python -m bench faults soak --seconds 600               # steady load with 5% cancelling: errors, memory
@@ -28,6 +29,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.chatterbox_enrolment import add_arguments as chatterbox_enrolment_arguments
 from bench.enrolment import add_arguments as enrolment_arguments
 
 DEFAULT_OUT = Path(__file__).parent / "results"
@@ -160,6 +162,12 @@ def cmd_chatterbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chatterbox_enrolment(args: argparse.Namespace) -> int:
+    from bench.chatterbox_enrolment import run_from_args
+
+    return run_from_args(args)
+
+
 def cmd_enrolment(args: argparse.Namespace) -> int:
     from bench.enrolment import run_from_args
 
@@ -285,6 +293,11 @@ def parser() -> argparse.ArgumentParser:
     en = sub.add_parser("enrolment", help="Spark voice enrolment: encode time for a 10 s reference")
     enrolment_arguments(en)
     en.set_defaults(func=cmd_enrolment)
+    ce = sub.add_parser(
+        "chatterbox-enrolment", help="Chatterbox enrolment: each part's time for a 10 s reference"
+    )
+    chatterbox_enrolment_arguments(ce)
+    ce.set_defaults(func=cmd_chatterbox_enrolment)
 
     fl = sub.add_parser(
         "faults", help="leak: randomly cancelled streams; soak: steady load with cancellations"

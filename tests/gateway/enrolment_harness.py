@@ -118,6 +118,7 @@ async def gateway_server(
     vocoders: Sequence[str],
     *,
     keys: Sequence[str] = (),
+    registry: VoiceRegistry | None = None,
     **settings: Any,
 ) -> AsyncIterator[Gateway]:
     """A real gateway server (Speech API, key checks, voice store) on a free port."""
@@ -127,7 +128,7 @@ async def gateway_server(
     cache = VoiceCache(backend, check_seconds=config.voice_cache_seconds)
     await cache.start()
     channels = [grpc.aio.insecure_channel(address) for address in vocoders]
-    directory = VoiceDirectory(VoiceRegistry.builtin(), cache)
+    directory = VoiceDirectory(registry or VoiceRegistry.builtin(), cache)
     runner = RecordingRunner()
     servicer = SpeechServicer(
         directory,

@@ -1,5 +1,6 @@
 """Text -> 24 kHz audio through the three real services on a tiny chatterbox pack (its own vLLM
-engine running T3): S3 tokens go to the S3Gen flow as T3 writes them."""
+engine running T3): S3 tokens go to the S3Gen flow as T3 writes them; a voice enrolled from
+reference audio speaks and exports as `conds.pt`."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ import torch
 
 from bench.s3gen_stream import snr_db
 from tests.conftest import listed_voices, running_stack
+from tests.gateway.enrolment_harness import voiced, wav_bytes
 from tests.integration.test_grpcurl import grpcurl
-from voxserve.client import synthesize
+from voxserve.client import create_voice, delete_voice, get_voice, synthesize
 from voxserve.families.chatterbox import read_conds_voice
+from voxserve.families.conds import read_conds
 from voxserve.families.pack import Pack
 from voxserve.random_packs.voices import read_conds_voices
 from voxserve.random_packs.writer import write_random_pack
@@ -150,3 +153,40 @@ def test_grpcurl_drives_the_t3_generator(chatterbox_stack: LocalStack) -> None:
     tokens = [t for f in frames for t in f.get("semantic_ids", [])]
     assert len(tokens) == 12 and all(0 <= t < 6561 for t in tokens)
     assert frames[-1]["result"]["semantic_tokens"] == 12
+
+
+def pcm(stack: LocalStack, voice: str) -> bytes:
+    sampling = generator_pb2.SamplingParams(max_tokens=20, min_tokens=20, seed=5)
+    return synthesize(
+        stack.ports.address("gateway"), "Hello there.", voice=voice, sampling=sampling, seed=5
+    ).pcm16
+
+
+def test_an_enrolled_voice_speaks_differently_and_exports_as_conds(
+    chatterbox_stack: LocalStack, tmp_path: Path
+) -> None:
+    gateway = chatterbox_stack.ports.address("gateway")
+    voice = create_voice(
+        gateway, "e2e-ann", wav_bytes(voiced(6.0, 24000, pitch=200.0), 24000), exaggeration=0.7
+    )
+    try:
+        assert (voice.family, voice.stored) == ("chatterbox", True)
+        enrolled, default = pcm(chatterbox_stack, "e2e-ann"), pcm(chatterbox_stack, "default")
+        assert len(enrolled) == len(default) > 0
+        assert enrolled != default
+
+        out = tmp_path / "ann.pt"
+        command = [sys.executable, "-m", "voxserve.cli", "voices", "export", "e2e-ann", str(out)]
+        done = subprocess.run([*command, "--address", gateway], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        conditioning = get_voice(gateway, "e2e-ann", conditioning=True).conditioning
+        conds = read_conds(out)
+        assert np.array_equal(
+            conds.speaker_embedding, np.asarray(conditioning.chatterbox.speaker_embedding, "f4")
+        )
+        assert conds.t3_prompt_tokens.tolist() == list(conditioning.chatterbox.prompt_tokens)
+        assert conds.s3_prompt_tokens.tolist() == list(conditioning.s3_prompt.prompt_tokens)
+        assert np.array_equal(conds.xvector, np.asarray(conditioning.s3_prompt.xvector, "f4"))
+        assert abs(conds.exaggeration - 0.7) < 1e-6
+    finally:
+        delete_voice(gateway, "e2e-ann")

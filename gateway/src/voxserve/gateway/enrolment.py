@@ -37,6 +37,7 @@ VOICE_ID = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 VOICE_ID_RULE = "1..64 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit"
 # Text a language model prompt would read as markup rather than speech.
 MARKUP = re.compile(r"<\||\|>")
+MAX_EXAGGERATION = 2.0
 TEXT_LIMITS = {"display_name": 200, "description": 1000, "pack": 200, "consent": 2000}
 
 
@@ -72,6 +73,7 @@ class VoiceEnrolment:
         voice_id = header.voice_id or f"voice-{secrets.token_hex(6)}"
         check_voice_id(voice_id)
         transcript = self._transcript(header)
+        exaggeration = self._exaggeration(header, family)
         for name, limit in TEXT_LIMITS.items():
             if len(getattr(header, name)) > limit:
                 raise InvalidArgument(
@@ -97,6 +99,8 @@ class VoiceEnrolment:
         started = time.monotonic()
         wants_tokens = transcript is not None and enrolment.transcript_tokens
         encoded = await self._encode(family, reference, wants_tokens, time_remaining)
+        if exaggeration is not None and encoded.HasField("chatterbox"):
+            encoded.chatterbox.exaggeration = exaggeration
         record = StoredVoice(
             owner=scope,
             id=voice_id,
@@ -130,6 +134,18 @@ class VoiceEnrolment:
                 f"header.family {family.name!r}: its voices cannot be enrolled from reference audio"
             )
         return family
+
+    def _exaggeration(self, header: speech_pb2.VoiceHeader, family: Family) -> float | None:
+        """The voice's default exaggeration, for families whose requests take one."""
+        if not header.HasField("exaggeration"):
+            return None
+        if "exaggeration" not in family.sampling_fields:
+            raise InvalidArgument(f"header.exaggeration: {family.name} voices take none")
+        if not 0.0 <= header.exaggeration <= MAX_EXAGGERATION:
+            raise InvalidArgument(
+                f"header.exaggeration is {header.exaggeration:g}; it must be in 0 .. {MAX_EXAGGERATION:g}"
+            )
+        return header.exaggeration
 
     def _transcript(self, header: speech_pb2.VoiceHeader) -> str | None:
         if not header.HasField("transcript"):

@@ -13,11 +13,14 @@ Checks, in order, each failing with the field it concerns and the limit:
 - clipping: more than half of the samples are at full scale (|x| >= 0.99, -0.09 dBFS, which
   also catches 8-bit files, whose largest value is 127/128).
 Multi-channel audio is mixed down as the family's upstream loader does, before the checks.
-Resampling is soxr "VHQ", float64 in and out (as upstream Spark), then float32.
+Resampling is soxr at the family's quality (Spark "VHQ", Chatterbox and s3 "HQ", as their
+upstream loaders), float64 in and out, then float32; where the family's loader fixes the length
+(librosa: ceil(n x rate / original rate)) the output is padded or cut to it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -152,5 +155,8 @@ def read_reference(
         raise ReferenceAudioError(f"format {format} is not supported; supported: {allowed}")
     seconds = _check(samples, rate, limits)
     if rate != enrolment.sample_rate:
-        samples = soxr.resample(samples, rate, enrolment.sample_rate, quality="VHQ")
+        count = math.ceil(samples.size * enrolment.sample_rate / rate)
+        samples = soxr.resample(samples, rate, enrolment.sample_rate, quality=enrolment.resample_quality)
+        if enrolment.exact_length:
+            samples = np.pad(samples[:count], (0, max(0, count - samples.size)))
     return Reference(samples.astype(np.float32), enrolment.sample_rate, seconds)

@@ -65,7 +65,7 @@ class SpeechServicer(speech_pb2_grpc.SpeechServicer):
             if voice is None:
                 raise NotFound(f"voice_id {request.voice_id[:64]!r} is not a voice of this API key")
             outcome.value = "completed"
-            return voice.to_proto()
+            return voice.to_proto(conditioning=request.include_conditioning)
 
     async def DeleteVoice(
         self, request: speech_pb2.DeleteVoiceRequest, context: grpc.aio.ServicerContext

@@ -28,6 +28,7 @@ def voice_from_record(record: StoredVoice) -> Voice:
             consent=record.consent,
             created_at=record.created_at,
             reference_seconds=record.reference_seconds,
+            encoding=record.encoding,
         ),
     )
 

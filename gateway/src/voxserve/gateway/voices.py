@@ -37,6 +37,8 @@ class Enrolled:
     consent: str = ""
     created_at: float = 0.0
     reference_seconds: float = 0.0
+    encoding: bytes = b""
+    """The serialized `EncodedVoice` enrolment computed."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class Voice:
         """Later segments prefill the voice (global ids) the model wrote for the first one."""
         return self.family.voice_from_generator and self.parts.global_ids is None
 
-    def to_proto(self) -> speech_pb2.Voice:
+    def to_proto(self, *, conditioning: bool = False) -> speech_pb2.Voice:
+        """`conditioning`: a stored voice also carries what its enrolment computed."""
         voice = speech_pb2.Voice(
             id=self.id,
             family=self.family.name,
@@ -78,6 +81,8 @@ class Voice:
             voice.consent = enrolled.consent
             voice.created_unix_seconds = enrolled.created_at
             voice.reference_seconds = enrolled.reference_seconds
+            if conditioning:
+                voice.conditioning.ParseFromString(enrolled.encoding)
         return voice
 
     def style(self, override: generator_pb2.VoiceStyle | None) -> generator_pb2.VoiceStyle:

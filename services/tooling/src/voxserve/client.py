@@ -193,6 +193,7 @@ def create_voice(
     audio: bytes | str | os.PathLike[str],
     *,
     transcript: str | None = None,
+    exaggeration: float | None = None,
     display_name: str = "",
     description: str = "",
     family: str = "",
@@ -220,6 +221,8 @@ def create_voice(
     )
     if transcript is not None:
         header.transcript = transcript
+    if exaggeration is not None:
+        header.exaggeration = exaggeration
     security = security or ClientSecurity()
     with security.channel(address) as channel:
         return speech_pb2_grpc.SpeechStub(channel).CreateVoice(
@@ -233,14 +236,16 @@ def get_voice(
     address: str,
     voice_id: str,
     *,
+    conditioning: bool = False,
     timeout: float | None = 10.0,
     metadata: Sequence[tuple[str, str]] = (),
     security: ClientSecurity | None = None,
 ) -> speech_pb2.Voice:
+    """One voice; `conditioning`: a stored voice also carries what its enrolment computed."""
     security = security or ClientSecurity()
     with security.channel(address) as channel:
         return speech_pb2_grpc.SpeechStub(channel).GetVoice(
-            speech_pb2.GetVoiceRequest(voice_id=voice_id),
+            speech_pb2.GetVoiceRequest(voice_id=voice_id, include_conditioning=conditioning),
             timeout=timeout,
             metadata=_call_metadata(metadata, security),
         )

@@ -4,6 +4,7 @@ with every segment, its S3Gen part to the vocoder as an s3 voice's file does."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,19 @@ def read_voice(entry: Mapping[str, Any], base: Path) -> VoiceParts:
     return VoiceParts(s3_prompt=prompt, chatterbox=t3)
 
 
+def voice_from_encoding(encoded: vocoder_pb2.EncodedVoice, transcript: str | None) -> VoiceParts:
+    """An enrolled voice: T3's part to the generator, the flow's prompt to the vocoder."""
+    return VoiceParts(s3_prompt=encoded.s3_prompt, chatterbox=encoded.chatterbox)
+
+
+ENROLMENT = dataclasses.replace(
+    s3.ENROLMENT,
+    encoder_files=("ve.safetensors",),
+    voice_parts=voice_from_encoding,
+    conditions_generator=True,
+)
+
+
 FAMILY = Family(
     name="chatterbox",
     summary="Chatterbox: T3 writing S3 speech tokens with classifier-free guidance, S3Gen at 24 kHz",
@@ -47,4 +61,5 @@ FAMILY = Family(
     sampling_fields=("guidance", "exaggeration"),
     default_voice_file="conds.pt",
     registry_keys=("conditioning",),
+    enrolment=ENROLMENT,
 )

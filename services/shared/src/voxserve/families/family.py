@@ -91,6 +91,14 @@ class Enrolment:
     """(encoding, transcript or None) -> the voice's parts."""
     transcript_tokens: bool = False
     """A transcript asks the encoder for the reference's own tokens (`reference_tokens`)."""
+    resample_quality: Literal["VHQ", "HQ"] = "VHQ"
+    """soxr's quality for the conversion to `sample_rate`, as the family's upstream loader uses."""
+    exact_length: bool = False
+    """The converted audio holds exactly ceil(n x rate / original rate) samples (librosa's
+    length), padded or cut; False keeps soxr's own length."""
+    conditions_generator: bool = False
+    """The encoding also conditions the generator's model itself (Chatterbox's T3: a speaker
+    embedding and prompt speech tokens), beside the vocoder's prompt."""
 
 
 VoiceReader = Callable[[Mapping[str, Any], Path], VoiceParts]

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file
 
-from voxserve.families.family import Family, TokenGrammar, TokenKind, VoiceParts
+from voxserve.families.family import Enrolment, Family, TokenGrammar, TokenKind, VoiceParts
 from voxserve.v1 import vocoder_pb2
 
 PROMPT_KEYS = ("prompt_tokens", "prompt_mel", "xvector")
@@ -68,6 +68,22 @@ def read_voice(entry: Mapping[str, Any], base: Path) -> VoiceParts:
     return VoiceParts(s3_prompt=read_s3_prompt(conditioning_file(entry, base, "an s3 voice")))
 
 
+def voice_from_encoding(encoded: vocoder_pb2.EncodedVoice, transcript: str | None) -> VoiceParts:
+    """An enrolled voice: the flow's prompt (the transcript plays no part)."""
+    return VoiceParts(s3_prompt=encoded.s3_prompt)
+
+
+ENROLMENT = Enrolment(
+    sample_rate=24000,
+    # Upstream reads the reference with librosa: channels averaged, soxr "HQ", ceil length.
+    channel_mix="mean",
+    encoder_files=(),
+    voice_parts=voice_from_encoding,
+    resample_quality="HQ",
+    exact_length=True,
+)
+
+
 FAMILY = Family(
     name="s3",
     summary="CosyVoice2-style: an LM writing S3 speech tokens, decoded by S3Gen at 24 kHz",
@@ -86,4 +102,5 @@ FAMILY = Family(
     ),
     grammar=GRAMMAR,
     registry_keys=("conditioning",),
+    enrolment=ENROLMENT,
 )

@@ -23,53 +23,54 @@ _sym_db = _symbol_database.Default()
 
 
 from voxserve.v1 import generator_pb2 as voxserve_dot_v1_dot_generator__pb2
+from voxserve.v1 import vocoder_pb2 as voxserve_dot_v1_dot_vocoder__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voxserve/v1/speech.proto\x12\x0bvoxserve.v1\x1a\x1bvoxserve/v1/generator.proto\"\xe7\x01\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12+\n\x05style\x18\x03 \x01(\x0b\x32\x17.voxserve.v1.VoiceStyleH\x00\x88\x01\x01\x12,\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1a.voxserve.v1.AudioEncoding\x12-\n\x08sampling\x18\x05 \x01(\x0b\x32\x1b.voxserve.v1.SamplingParams\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x13\n\x0bsample_rate\x18\x07 \x01(\x05\x42\x08\n\x06_style\"\xb3\x01\n\x17SynthesizeStreamRequest\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1e.voxserve.v1.SynthesizeRequestH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12#\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x12.voxserve.v1.FlushH\x00\x12&\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x17.voxserve.v1.EndOfInputH\x00\x42\t\n\x07message\"\x07\n\x05\x46lush\"\x0c\n\nEndOfInput\"q\n\x12SynthesizeResponse\x12\'\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x16.voxserve.v1.AudioDataH\x00\x12\'\n\x07summary\x18\x02 \x01(\x0b\x32\x14.voxserve.v1.SummaryH\x00\x42\t\n\x07message\"E\n\tAudioData\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x15\n\rsample_offset\x18\x03 \x01(\x03\"\xdc\x02\n\x07Summary\x12\x1b\n\x13\x66irst_audio_seconds\x18\x01 \x01(\x01\x12\x15\n\raudio_seconds\x18\x02 \x01(\x01\x12\x18\n\x10real_time_factor\x18\x03 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x04 \x01(\x01\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x05\x12\x17\n\x0fsemantic_tokens\x18\x06 \x01(\x05\x12\x0f\n\x07samples\x18\x07 \x01(\x03\x12?\n\rfinish_reason\x18\x08 \x01(\x0e\x32(.voxserve.v1.GenerateResult.FinishReason\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x1b\n\x13\x66irst_token_seconds\x18\n \x01(\x01\x12\x10\n\x08segments\x18\x0b \x01(\x05\x12\'\n\x08timeline\x18\x0c \x01(\x0b\x32\x15.voxserve.v1.Timeline\"\xa7\x01\n\x08Timeline\x12\x1d\n\x15received_unix_seconds\x18\x01 \x01(\x01\x12\x1b\n\x13\x66irst_token_seconds\x18\x02 \x01(\x01\x12\x1b\n\x13\x66irst_audio_seconds\x18\x03 \x01(\x01\x12,\n\x08segments\x18\x04 \x03(\x0b\x32\x1a.voxserve.v1.SegmentTiming\x12\x14\n\x0c\x64one_seconds\x18\x05 \x01(\x01\"\xa1\x02\n\rSegmentTiming\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x12\n\ncharacters\x18\x02 \x01(\x05\x12\x17\n\x0fstarted_seconds\x18\x03 \x01(\x01\x12\x1b\n\x13\x66irst_token_seconds\x18\x04 \x01(\x01\x12\x1b\n\x13\x66irst_audio_seconds\x18\x05 \x01(\x01\x12\x18\n\x10\x66inished_seconds\x18\x06 \x01(\x01\x12\x15\n\rprompt_tokens\x18\x07 \x01(\x05\x12\x17\n\x0fsemantic_tokens\x18\x08 \x01(\x05\x12\x0f\n\x07samples\x18\t \x01(\x03\x12?\n\rfinish_reason\x18\n \x01(\x0e\x32(.voxserve.v1.GenerateResult.FinishReason\"\x13\n\x11ListVoicesRequest\"\x86\x02\n\x05Voice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontrollable\x18\x05 \x01(\x08\x12\x0c\n\x04pack\x18\x06 \x01(\t\x12\x0f\n\x07speaker\x18\x07 \x01(\t\x12\x0e\n\x06stored\x18\x08 \x01(\x08\x12\x14\n\x0c\x64isplay_name\x18\t \x01(\t\x12\x12\n\ntranscript\x18\n \x01(\t\x12\x0f\n\x07\x63onsent\x18\x0b \x01(\t\x12\x1c\n\x14\x63reated_unix_seconds\x18\x0c \x01(\x01\x12\x19\n\x11reference_seconds\x18\r \x01(\x01\"\\\n\x12\x43reateVoiceRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.voxserve.v1.VoiceHeaderH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message\"\xe4\x01\n\x0bVoiceHeader\x12\x10\n\x08voice_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x04 \x01(\t\x12\x0c\n\x04pack\x18\x05 \x01(\t\x12\x17\n\ntranscript\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x0f\n\x07\x63onsent\x18\x07 \x01(\t\x12,\n\x06\x66ormat\x18\x08 \x01(\x0e\x32\x1c.voxserve.v1.ReferenceFormat\x12\x13\n\x0bsample_rate\x18\t \x01(\x05\x42\r\n\x0b_transcript\"#\n\x0fGetVoiceRequest\x12\x10\n\x08voice_id\x18\x01 \x01(\t\"&\n\x12\x44\x65leteVoiceRequest\x12\x10\n\x08voice_id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteVoiceResponse\"8\n\x12ListVoicesResponse\x12\"\n\x06voices\x18\x01 \x03(\x0b\x32\x12.voxserve.v1.Voice*\\\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\t\n\x05PCM16\x10\x01\x12\x07\n\x03WAV\x10\x02\x12\t\n\x05MULAW\x10\x03\x12\x0c\n\x08OGG_OPUS\x10\x04*H\n\x0fReferenceFormat\x12\x19\n\x15REFERENCE_FORMAT_FILE\x10\x00\x12\x1a\n\x16REFERENCE_FORMAT_PCM16\x10\x01\x32\xdd\x03\n\x06Speech\x12O\n\nSynthesize\x12\x1e.voxserve.v1.SynthesizeRequest\x1a\x1f.voxserve.v1.SynthesizeResponse0\x01\x12]\n\x10SynthesizeStream\x12$.voxserve.v1.SynthesizeStreamRequest\x1a\x1f.voxserve.v1.SynthesizeResponse(\x01\x30\x01\x12M\n\nListVoices\x12\x1e.voxserve.v1.ListVoicesRequest\x1a\x1f.voxserve.v1.ListVoicesResponse\x12\x44\n\x0b\x43reateVoice\x12\x1f.voxserve.v1.CreateVoiceRequest\x1a\x12.voxserve.v1.Voice(\x01\x12<\n\x08GetVoice\x12\x1c.voxserve.v1.GetVoiceRequest\x1a\x12.voxserve.v1.Voice\x12P\n\x0b\x44\x65leteVoice\x12\x1f.voxserve.v1.DeleteVoiceRequest\x1a .voxserve.v1.DeleteVoiceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voxserve/v1/speech.proto\x12\x0bvoxserve.v1\x1a\x1bvoxserve/v1/generator.proto\x1a\x19voxserve/v1/vocoder.proto\"\xe7\x01\n\x11SynthesizeRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\r\n\x05voice\x18\x02 \x01(\t\x12+\n\x05style\x18\x03 \x01(\x0b\x32\x17.voxserve.v1.VoiceStyleH\x00\x88\x01\x01\x12,\n\x08\x65ncoding\x18\x04 \x01(\x0e\x32\x1a.voxserve.v1.AudioEncoding\x12-\n\x08sampling\x18\x05 \x01(\x0b\x32\x1b.voxserve.v1.SamplingParams\x12\x0c\n\x04seed\x18\x06 \x01(\x03\x12\x13\n\x0bsample_rate\x18\x07 \x01(\x05\x42\x08\n\x06_style\"\xb3\x01\n\x17SynthesizeStreamRequest\x12\x30\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\x1e.voxserve.v1.SynthesizeRequestH\x00\x12\x0e\n\x04text\x18\x02 \x01(\tH\x00\x12#\n\x05\x66lush\x18\x03 \x01(\x0b\x32\x12.voxserve.v1.FlushH\x00\x12&\n\x03\x65nd\x18\x04 \x01(\x0b\x32\x17.voxserve.v1.EndOfInputH\x00\x42\t\n\x07message\"\x07\n\x05\x46lush\"\x0c\n\nEndOfInput\"q\n\x12SynthesizeResponse\x12\'\n\x05\x61udio\x18\x01 \x01(\x0b\x32\x16.voxserve.v1.AudioDataH\x00\x12\'\n\x07summary\x18\x02 \x01(\x0b\x32\x14.voxserve.v1.SummaryH\x00\x42\t\n\x07message\"E\n\tAudioData\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x02 \x01(\x05\x12\x15\n\rsample_offset\x18\x03 \x01(\x03\"\xdc\x02\n\x07Summary\x12\x1b\n\x13\x66irst_audio_seconds\x18\x01 \x01(\x01\x12\x15\n\raudio_seconds\x18\x02 \x01(\x01\x12\x18\n\x10real_time_factor\x18\x03 \x01(\x01\x12\x15\n\rtotal_seconds\x18\x04 \x01(\x01\x12\x15\n\rprompt_tokens\x18\x05 \x01(\x05\x12\x17\n\x0fsemantic_tokens\x18\x06 \x01(\x05\x12\x0f\n\x07samples\x18\x07 \x01(\x03\x12?\n\rfinish_reason\x18\x08 \x01(\x0e\x32(.voxserve.v1.GenerateResult.FinishReason\x12\x12\n\nrequest_id\x18\t \x01(\t\x12\x1b\n\x13\x66irst_token_seconds\x18\n \x01(\x01\x12\x10\n\x08segments\x18\x0b \x01(\x05\x12\'\n\x08timeline\x18\x0c \x01(\x0b\x32\x15.voxserve.v1.Timeline\"\xa7\x01\n\x08Timeline\x12\x1d\n\x15received_unix_seconds\x18\x01 \x01(\x01\x12\x1b\n\x13\x66irst_token_seconds\x18\x02 \x01(\x01\x12\x1b\n\x13\x66irst_audio_seconds\x18\x03 \x01(\x01\x12,\n\x08segments\x18\x04 \x03(\x0b\x32\x1a.voxserve.v1.SegmentTiming\x12\x14\n\x0c\x64one_seconds\x18\x05 \x01(\x01\"\xa1\x02\n\rSegmentTiming\x12\r\n\x05index\x18\x01 \x01(\x05\x12\x12\n\ncharacters\x18\x02 \x01(\x05\x12\x17\n\x0fstarted_seconds\x18\x03 \x01(\x01\x12\x1b\n\x13\x66irst_token_seconds\x18\x04 \x01(\x01\x12\x1b\n\x13\x66irst_audio_seconds\x18\x05 \x01(\x01\x12\x18\n\x10\x66inished_seconds\x18\x06 \x01(\x01\x12\x15\n\rprompt_tokens\x18\x07 \x01(\x05\x12\x17\n\x0fsemantic_tokens\x18\x08 \x01(\x05\x12\x0f\n\x07samples\x18\t \x01(\x03\x12?\n\rfinish_reason\x18\n \x01(\x0e\x32(.voxserve.v1.GenerateResult.FinishReason\"\x13\n\x11ListVoicesRequest\"\xb7\x02\n\x05Voice\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x02 \x01(\t\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x14\n\x0c\x63ontrollable\x18\x05 \x01(\x08\x12\x0c\n\x04pack\x18\x06 \x01(\t\x12\x0f\n\x07speaker\x18\x07 \x01(\t\x12\x0e\n\x06stored\x18\x08 \x01(\x08\x12\x14\n\x0c\x64isplay_name\x18\t \x01(\t\x12\x12\n\ntranscript\x18\n \x01(\t\x12\x0f\n\x07\x63onsent\x18\x0b \x01(\t\x12\x1c\n\x14\x63reated_unix_seconds\x18\x0c \x01(\x01\x12\x19\n\x11reference_seconds\x18\r \x01(\x01\x12/\n\x0c\x63onditioning\x18\x0e \x01(\x0b\x32\x19.voxserve.v1.EncodedVoice\"\\\n\x12\x43reateVoiceRequest\x12*\n\x06header\x18\x01 \x01(\x0b\x32\x18.voxserve.v1.VoiceHeaderH\x00\x12\x0f\n\x05\x61udio\x18\x02 \x01(\x0cH\x00\x42\t\n\x07message\"\x90\x02\n\x0bVoiceHeader\x12\x10\n\x08voice_id\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x04 \x01(\t\x12\x0c\n\x04pack\x18\x05 \x01(\t\x12\x17\n\ntranscript\x18\x06 \x01(\tH\x00\x88\x01\x01\x12\x0f\n\x07\x63onsent\x18\x07 \x01(\t\x12,\n\x06\x66ormat\x18\x08 \x01(\x0e\x32\x1c.voxserve.v1.ReferenceFormat\x12\x13\n\x0bsample_rate\x18\t \x01(\x05\x12\x19\n\x0c\x65xaggeration\x18\n \x01(\x02H\x01\x88\x01\x01\x42\r\n\x0b_transcriptB\x0f\n\r_exaggeration\"A\n\x0fGetVoiceRequest\x12\x10\n\x08voice_id\x18\x01 \x01(\t\x12\x1c\n\x14include_conditioning\x18\x02 \x01(\x08\"&\n\x12\x44\x65leteVoiceRequest\x12\x10\n\x08voice_id\x18\x01 \x01(\t\"\x15\n\x13\x44\x65leteVoiceResponse\"8\n\x12ListVoicesResponse\x12\"\n\x06voices\x18\x01 \x03(\x0b\x32\x12.voxserve.v1.Voice*\\\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\t\n\x05PCM16\x10\x01\x12\x07\n\x03WAV\x10\x02\x12\t\n\x05MULAW\x10\x03\x12\x0c\n\x08OGG_OPUS\x10\x04*H\n\x0fReferenceFormat\x12\x19\n\x15REFERENCE_FORMAT_FILE\x10\x00\x12\x1a\n\x16REFERENCE_FORMAT_PCM16\x10\x01\x32\xdd\x03\n\x06Speech\x12O\n\nSynthesize\x12\x1e.voxserve.v1.SynthesizeRequest\x1a\x1f.voxserve.v1.SynthesizeResponse0\x01\x12]\n\x10SynthesizeStream\x12$.voxserve.v1.SynthesizeStreamRequest\x1a\x1f.voxserve.v1.SynthesizeResponse(\x01\x30\x01\x12M\n\nListVoices\x12\x1e.voxserve.v1.ListVoicesRequest\x1a\x1f.voxserve.v1.ListVoicesResponse\x12\x44\n\x0b\x43reateVoice\x12\x1f.voxserve.v1.CreateVoiceRequest\x1a\x12.voxserve.v1.Voice(\x01\x12<\n\x08GetVoice\x12\x1c.voxserve.v1.GetVoiceRequest\x1a\x12.voxserve.v1.Voice\x12P\n\x0b\x44\x65leteVoice\x12\x1f.voxserve.v1.DeleteVoiceRequest\x1a .voxserve.v1.DeleteVoiceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voxserve.v1.speech_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUDIOENCODING']._serialized_start=2277
-  _globals['_AUDIOENCODING']._serialized_end=2369
-  _globals['_REFERENCEFORMAT']._serialized_start=2371
-  _globals['_REFERENCEFORMAT']._serialized_end=2443
-  _globals['_SYNTHESIZEREQUEST']._serialized_start=71
-  _globals['_SYNTHESIZEREQUEST']._serialized_end=302
-  _globals['_SYNTHESIZESTREAMREQUEST']._serialized_start=305
-  _globals['_SYNTHESIZESTREAMREQUEST']._serialized_end=484
-  _globals['_FLUSH']._serialized_start=486
-  _globals['_FLUSH']._serialized_end=493
-  _globals['_ENDOFINPUT']._serialized_start=495
-  _globals['_ENDOFINPUT']._serialized_end=507
-  _globals['_SYNTHESIZERESPONSE']._serialized_start=509
-  _globals['_SYNTHESIZERESPONSE']._serialized_end=622
-  _globals['_AUDIODATA']._serialized_start=624
-  _globals['_AUDIODATA']._serialized_end=693
-  _globals['_SUMMARY']._serialized_start=696
-  _globals['_SUMMARY']._serialized_end=1044
-  _globals['_TIMELINE']._serialized_start=1047
-  _globals['_TIMELINE']._serialized_end=1214
-  _globals['_SEGMENTTIMING']._serialized_start=1217
-  _globals['_SEGMENTTIMING']._serialized_end=1506
-  _globals['_LISTVOICESREQUEST']._serialized_start=1508
-  _globals['_LISTVOICESREQUEST']._serialized_end=1527
-  _globals['_VOICE']._serialized_start=1530
-  _globals['_VOICE']._serialized_end=1792
-  _globals['_CREATEVOICEREQUEST']._serialized_start=1794
-  _globals['_CREATEVOICEREQUEST']._serialized_end=1886
-  _globals['_VOICEHEADER']._serialized_start=1889
-  _globals['_VOICEHEADER']._serialized_end=2117
-  _globals['_GETVOICEREQUEST']._serialized_start=2119
-  _globals['_GETVOICEREQUEST']._serialized_end=2154
-  _globals['_DELETEVOICEREQUEST']._serialized_start=2156
-  _globals['_DELETEVOICEREQUEST']._serialized_end=2194
-  _globals['_DELETEVOICERESPONSE']._serialized_start=2196
-  _globals['_DELETEVOICERESPONSE']._serialized_end=2217
-  _globals['_LISTVOICESRESPONSE']._serialized_start=2219
-  _globals['_LISTVOICESRESPONSE']._serialized_end=2275
-  _globals['_SPEECH']._serialized_start=2446
-  _globals['_SPEECH']._serialized_end=2923
+  _globals['_AUDIOENCODING']._serialized_start=2427
+  _globals['_AUDIOENCODING']._serialized_end=2519
+  _globals['_REFERENCEFORMAT']._serialized_start=2521
+  _globals['_REFERENCEFORMAT']._serialized_end=2593
+  _globals['_SYNTHESIZEREQUEST']._serialized_start=98
+  _globals['_SYNTHESIZEREQUEST']._serialized_end=329
+  _globals['_SYNTHESIZESTREAMREQUEST']._serialized_start=332
+  _globals['_SYNTHESIZESTREAMREQUEST']._serialized_end=511
+  _globals['_FLUSH']._serialized_start=513
+  _globals['_FLUSH']._serialized_end=520
+  _globals['_ENDOFINPUT']._serialized_start=522
+  _globals['_ENDOFINPUT']._serialized_end=534
+  _globals['_SYNTHESIZERESPONSE']._serialized_start=536
+  _globals['_SYNTHESIZERESPONSE']._serialized_end=649
+  _globals['_AUDIODATA']._serialized_start=651
+  _globals['_AUDIODATA']._serialized_end=720
+  _globals['_SUMMARY']._serialized_start=723
+  _globals['_SUMMARY']._serialized_end=1071
+  _globals['_TIMELINE']._serialized_start=1074
+  _globals['_TIMELINE']._serialized_end=1241
+  _globals['_SEGMENTTIMING']._serialized_start=1244
+  _globals['_SEGMENTTIMING']._serialized_end=1533
+  _globals['_LISTVOICESREQUEST']._serialized_start=1535
+  _globals['_LISTVOICESREQUEST']._serialized_end=1554
+  _globals['_VOICE']._serialized_start=1557
+  _globals['_VOICE']._serialized_end=1868
+  _globals['_CREATEVOICEREQUEST']._serialized_start=1870
+  _globals['_CREATEVOICEREQUEST']._serialized_end=1962
+  _globals['_VOICEHEADER']._serialized_start=1965
+  _globals['_VOICEHEADER']._serialized_end=2237
+  _globals['_GETVOICEREQUEST']._serialized_start=2239
+  _globals['_GETVOICEREQUEST']._serialized_end=2304
+  _globals['_DELETEVOICEREQUEST']._serialized_start=2306
+  _globals['_DELETEVOICEREQUEST']._serialized_end=2344
+  _globals['_DELETEVOICERESPONSE']._serialized_start=2346
+  _globals['_DELETEVOICERESPONSE']._serialized_end=2367
+  _globals['_LISTVOICESRESPONSE']._serialized_start=2369
+  _globals['_LISTVOICESRESPONSE']._serialized_end=2425
+  _globals['_SPEECH']._serialized_start=2596
+  _globals['_SPEECH']._serialized_end=3073
 # @@protoc_insertion_point(module_scope)

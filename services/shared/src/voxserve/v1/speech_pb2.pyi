@@ -1,4 +1,5 @@
 from voxserve.v1 import generator_pb2 as _generator_pb2
+from voxserve.v1 import vocoder_pb2 as _vocoder_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -155,7 +156,7 @@ class ListVoicesRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Voice(_message.Message):
-    __slots__ = ("id", "family", "sample_rate", "description", "controllable", "pack", "speaker", "stored", "display_name", "transcript", "consent", "created_unix_seconds", "reference_seconds")
+    __slots__ = ("id", "family", "sample_rate", "description", "controllable", "pack", "speaker", "stored", "display_name", "transcript", "consent", "created_unix_seconds", "reference_seconds", "conditioning")
     ID_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +170,7 @@ class Voice(_message.Message):
     CONSENT_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_SECONDS_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CONDITIONING_FIELD_NUMBER: _ClassVar[int]
     id: str
     family: str
     sample_rate: int
@@ -182,7 +184,8 @@ class Voice(_message.Message):
     consent: str
     created_unix_seconds: float
     reference_seconds: float
-    def __init__(self, id: _Optional[str] = ..., family: _Optional[str] = ..., sample_rate: _Optional[int] = ..., description: _Optional[str] = ..., controllable: _Optional[bool] = ..., pack: _Optional[str] = ..., speaker: _Optional[str] = ..., stored: _Optional[bool] = ..., display_name: _Optional[str] = ..., transcript: _Optional[str] = ..., consent: _Optional[str] = ..., created_unix_seconds: _Optional[float] = ..., reference_seconds: _Optional[float] = ...) -> None: ...
+    conditioning: _vocoder_pb2.EncodedVoice
+    def __init__(self, id: _Optional[str] = ..., family: _Optional[str] = ..., sample_rate: _Optional[int] = ..., description: _Optional[str] = ..., controllable: _Optional[bool] = ..., pack: _Optional[str] = ..., speaker: _Optional[str] = ..., stored: _Optional[bool] = ..., display_name: _Optional[str] = ..., transcript: _Optional[str] = ..., consent: _Optional[str] = ..., created_unix_seconds: _Optional[float] = ..., reference_seconds: _Optional[float] = ..., conditioning: _Optional[_Union[_vocoder_pb2.EncodedVoice, _Mapping]] = ...) -> None: ...
 
 class CreateVoiceRequest(_message.Message):
     __slots__ = ("header", "audio")
@@ -193,7 +196,7 @@ class CreateVoiceRequest(_message.Message):
     def __init__(self, header: _Optional[_Union[VoiceHeader, _Mapping]] = ..., audio: _Optional[bytes] = ...) -> None: ...
 
 class VoiceHeader(_message.Message):
-    __slots__ = ("voice_id", "display_name", "description", "family", "pack", "transcript", "consent", "format", "sample_rate")
+    __slots__ = ("voice_id", "display_name", "description", "family", "pack", "transcript", "consent", "format", "sample_rate", "exaggeration")
     VOICE_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +206,7 @@ class VoiceHeader(_message.Message):
     CONSENT_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_RATE_FIELD_NUMBER: _ClassVar[int]
+    EXAGGERATION_FIELD_NUMBER: _ClassVar[int]
     voice_id: str
     display_name: str
     description: str
@@ -212,13 +216,16 @@ class VoiceHeader(_message.Message):
     consent: str
     format: ReferenceFormat
     sample_rate: int
-    def __init__(self, voice_id: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., family: _Optional[str] = ..., pack: _Optional[str] = ..., transcript: _Optional[str] = ..., consent: _Optional[str] = ..., format: _Optional[_Union[ReferenceFormat, str]] = ..., sample_rate: _Optional[int] = ...) -> None: ...
+    exaggeration: float
+    def __init__(self, voice_id: _Optional[str] = ..., display_name: _Optional[str] = ..., description: _Optional[str] = ..., family: _Optional[str] = ..., pack: _Optional[str] = ..., transcript: _Optional[str] = ..., consent: _Optional[str] = ..., format: _Optional[_Union[ReferenceFormat, str]] = ..., sample_rate: _Optional[int] = ..., exaggeration: _Optional[float] = ...) -> None: ...
 
 class GetVoiceRequest(_message.Message):
-    __slots__ = ("voice_id",)
+    __slots__ = ("voice_id", "include_conditioning")
     VOICE_ID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_CONDITIONING_FIELD_NUMBER: _ClassVar[int]
     voice_id: str
-    def __init__(self, voice_id: _Optional[str] = ...) -> None: ...
+    include_conditioning: bool
+    def __init__(self, voice_id: _Optional[str] = ..., include_conditioning: _Optional[bool] = ...) -> None: ...
 
 class DeleteVoiceRequest(_message.Message):
     __slots__ = ("voice_id",)

@@ -22,31 +22,32 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from voxserve.v1 import generator_pb2 as voxserve_dot_v1_dot_generator__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19voxserve/v1/vocoder.proto\x12\x0bvoxserve.v1\"c\n\x12\x45ncodeVoiceRequest\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x0f\n\x07pcm_f32\x18\x02 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x18\n\x10reference_tokens\x18\x04 \x01(\x08\"B\n\x0c\x45ncodedVoice\x12\x12\n\nglobal_ids\x18\x01 \x03(\x05\x12\x1e\n\x16reference_semantic_ids\x18\x02 \x03(\x05\"\x97\x01\n\rDecodeRequest\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x18.voxserve.v1.DecodeStartH\x00\x12)\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x18.voxserve.v1.DecodeFrameH\x00\x12%\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x16.voxserve.v1.DecodeEndH\x00\x42\t\n\x07message\"\x9f\x01\n\x0b\x44\x65\x63odeStart\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x12\n\nglobal_ids\x18\x02 \x03(\x05\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12(\n\ts3_prompt\x18\x04 \x01(\x0b\x32\x15.voxserve.v1.S3Prompt\x12\x1a\n\x12resume_from_sample\x18\x05 \x01(\x03\x12\x19\n\x11replay_chunk_ends\x18\x06 \x03(\x03\"J\n\x08S3Prompt\x12\x15\n\rprompt_tokens\x18\x01 \x03(\x05\x12\x16\n\x0eprompt_mel_f32\x18\x02 \x01(\x0c\x12\x0f\n\x07xvector\x18\x03 \x03(\x02\" \n\x0b\x44\x65\x63odeFrame\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\"\x0b\n\tDecodeEnd\"X\n\nAudioChunk\x12\x0f\n\x07pcm_f32\x18\x01 \x01(\x0c\x12\x15\n\rsample_offset\x18\x02 \x01(\x03\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\x32\x97\x01\n\x07Vocoder\x12\x41\n\x06\x44\x65\x63ode\x12\x1a.voxserve.v1.DecodeRequest\x1a\x17.voxserve.v1.AudioChunk(\x01\x30\x01\x12I\n\x0b\x45ncodeVoice\x12\x1f.voxserve.v1.EncodeVoiceRequest\x1a\x19.voxserve.v1.EncodedVoiceb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19voxserve/v1/vocoder.proto\x12\x0bvoxserve.v1\x1a\x1bvoxserve/v1/generator.proto\"c\n\x12\x45ncodeVoiceRequest\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x0f\n\x07pcm_f32\x18\x02 \x01(\x0c\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\x18\n\x10reference_tokens\x18\x04 \x01(\x08\"\x9e\x01\n\x0c\x45ncodedVoice\x12\x12\n\nglobal_ids\x18\x01 \x03(\x05\x12\x1e\n\x16reference_semantic_ids\x18\x02 \x03(\x05\x12(\n\ts3_prompt\x18\x03 \x01(\x0b\x32\x15.voxserve.v1.S3Prompt\x12\x30\n\nchatterbox\x18\x04 \x01(\x0b\x32\x1c.voxserve.v1.ChatterboxVoice\"\x97\x01\n\rDecodeRequest\x12)\n\x05start\x18\x01 \x01(\x0b\x32\x18.voxserve.v1.DecodeStartH\x00\x12)\n\x05\x66rame\x18\x02 \x01(\x0b\x32\x18.voxserve.v1.DecodeFrameH\x00\x12%\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x16.voxserve.v1.DecodeEndH\x00\x42\t\n\x07message\"\x9f\x01\n\x0b\x44\x65\x63odeStart\x12\r\n\x05\x63odec\x18\x01 \x01(\t\x12\x12\n\nglobal_ids\x18\x02 \x03(\x05\x12\x0c\n\x04seed\x18\x03 \x01(\x03\x12(\n\ts3_prompt\x18\x04 \x01(\x0b\x32\x15.voxserve.v1.S3Prompt\x12\x1a\n\x12resume_from_sample\x18\x05 \x01(\x03\x12\x19\n\x11replay_chunk_ends\x18\x06 \x03(\x03\"J\n\x08S3Prompt\x12\x15\n\rprompt_tokens\x18\x01 \x03(\x05\x12\x16\n\x0eprompt_mel_f32\x18\x02 \x01(\x0c\x12\x0f\n\x07xvector\x18\x03 \x03(\x02\" \n\x0b\x44\x65\x63odeFrame\x12\x11\n\ttoken_ids\x18\x01 \x03(\x05\"\x0b\n\tDecodeEnd\"X\n\nAudioChunk\x12\x0f\n\x07pcm_f32\x18\x01 \x01(\x0c\x12\x15\n\rsample_offset\x18\x02 \x01(\x03\x12\x13\n\x0bsample_rate\x18\x03 \x01(\x05\x12\r\n\x05\x66inal\x18\x04 \x01(\x08\x32\x97\x01\n\x07Vocoder\x12\x41\n\x06\x44\x65\x63ode\x12\x1a.voxserve.v1.DecodeRequest\x1a\x17.voxserve.v1.AudioChunk(\x01\x30\x01\x12I\n\x0b\x45ncodeVoice\x12\x1f.voxserve.v1.EncodeVoiceRequest\x1a\x19.voxserve.v1.EncodedVoiceb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voxserve.v1.vocoder_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENCODEVOICEREQUEST']._serialized_start=42
-  _globals['_ENCODEVOICEREQUEST']._serialized_end=141
-  _globals['_ENCODEDVOICE']._serialized_start=143
-  _globals['_ENCODEDVOICE']._serialized_end=209
-  _globals['_DECODEREQUEST']._serialized_start=212
-  _globals['_DECODEREQUEST']._serialized_end=363
-  _globals['_DECODESTART']._serialized_start=366
-  _globals['_DECODESTART']._serialized_end=525
-  _globals['_S3PROMPT']._serialized_start=527
-  _globals['_S3PROMPT']._serialized_end=601
-  _globals['_DECODEFRAME']._serialized_start=603
-  _globals['_DECODEFRAME']._serialized_end=635
-  _globals['_DECODEEND']._serialized_start=637
-  _globals['_DECODEEND']._serialized_end=648
-  _globals['_AUDIOCHUNK']._serialized_start=650
-  _globals['_AUDIOCHUNK']._serialized_end=738
-  _globals['_VOCODER']._serialized_start=741
-  _globals['_VOCODER']._serialized_end=892
+  _globals['_ENCODEVOICEREQUEST']._serialized_start=71
+  _globals['_ENCODEVOICEREQUEST']._serialized_end=170
+  _globals['_ENCODEDVOICE']._serialized_start=173
+  _globals['_ENCODEDVOICE']._serialized_end=331
+  _globals['_DECODEREQUEST']._serialized_start=334
+  _globals['_DECODEREQUEST']._serialized_end=485
+  _globals['_DECODESTART']._serialized_start=488
+  _globals['_DECODESTART']._serialized_end=647
+  _globals['_S3PROMPT']._serialized_start=649
+  _globals['_S3PROMPT']._serialized_end=723
+  _globals['_DECODEFRAME']._serialized_start=725
+  _globals['_DECODEFRAME']._serialized_end=757
+  _globals['_DECODEEND']._serialized_start=759
+  _globals['_DECODEEND']._serialized_end=770
+  _globals['_AUDIOCHUNK']._serialized_start=772
+  _globals['_AUDIOCHUNK']._serialized_end=860
+  _globals['_VOCODER']._serialized_start=863
+  _globals['_VOCODER']._serialized_end=1014
 # @@protoc_insertion_point(module_scope)

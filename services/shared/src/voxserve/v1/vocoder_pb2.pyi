@@ -1,3 +1,4 @@
+from voxserve.v1 import generator_pb2 as _generator_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -19,12 +20,16 @@ class EncodeVoiceRequest(_message.Message):
     def __init__(self, codec: _Optional[str] = ..., pcm_f32: _Optional[bytes] = ..., sample_rate: _Optional[int] = ..., reference_tokens: _Optional[bool] = ...) -> None: ...
 
 class EncodedVoice(_message.Message):
-    __slots__ = ("global_ids", "reference_semantic_ids")
+    __slots__ = ("global_ids", "reference_semantic_ids", "s3_prompt", "chatterbox")
     GLOBAL_IDS_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_SEMANTIC_IDS_FIELD_NUMBER: _ClassVar[int]
+    S3_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    CHATTERBOX_FIELD_NUMBER: _ClassVar[int]
     global_ids: _containers.RepeatedScalarFieldContainer[int]
     reference_semantic_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, global_ids: _Optional[_Iterable[int]] = ..., reference_semantic_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    s3_prompt: S3Prompt
+    chatterbox: _generator_pb2.ChatterboxVoice
+    def __init__(self, global_ids: _Optional[_Iterable[int]] = ..., reference_semantic_ids: _Optional[_Iterable[int]] = ..., s3_prompt: _Optional[_Union[S3Prompt, _Mapping]] = ..., chatterbox: _Optional[_Union[_generator_pb2.ChatterboxVoice, _Mapping]] = ...) -> None: ...
 
 class DecodeRequest(_message.Message):
     __slots__ = ("start", "frame", "end")

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON")
     _connection_arguments(parser, listing=True)
     parser.set_defaults(func=run)
-    actions = parser.add_subparsers(dest="action", metavar="{add,show,rm}")
+    actions = parser.add_subparsers(dest="action", metavar="{add,show,rm,export}")
 
     add = actions.add_parser("add", help="enrol a voice from reference audio on a running gateway")
     add.add_argument("voice_id", metavar="ID", help="the new voice's id (a-z, 0-9, '.', '_', '-')")
@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--description", default="")
     add.add_argument("--consent", default="", help="who agreed to this voice being enrolled, and how")
     add.add_argument("--family", default="", help="model family; default: the default voice's")
+    add.add_argument(
+        "--exaggeration", type=float, default=None, help="chatterbox: the voice's default exaggeration, 0..2"
+    )
     add.add_argument(
         "--sample-rate",
         type=int,
@@ -60,6 +63,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     remove.add_argument("voice_id", metavar="ID")
     _connection_arguments(remove)
     remove.set_defaults(func=run_remove)
+
+    export = actions.add_parser(
+        "export", help="write a stored voice in its upstream file format (chatterbox: conds.pt)"
+    )
+    export.add_argument("voice_id", metavar="ID")
+    export.add_argument("output", metavar="OUT", type=Path, help="the file to write, e.g. conds.pt")
+    _connection_arguments(export)
+    export.set_defaults(func=run_export)
 
 
 def _connection_arguments(parser: argparse.ArgumentParser, *, listing: bool = False) -> None:
@@ -146,6 +157,7 @@ def run_add(args: argparse.Namespace) -> int:
             args.voice_id,
             data,
             transcript=args.transcript,
+            exaggeration=args.exaggeration,
             display_name=args.name,
             description=args.description,
             family=args.family,
@@ -178,6 +190,30 @@ def run_show(args: argparse.Namespace) -> int:
         width = max(map(len, row))
         for key, value in row.items():
             print(f"{key.ljust(width)}  {_shown(key, value)}")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import grpc
+
+    from voxserve.client import get_voice
+    from voxserve.voice_files import write_voice_file
+
+    try:
+        voice = get_voice(
+            args.address or DEFAULT_ADDRESS, args.voice_id, security=_security(args), conditioning=True
+        )
+    except grpc.RpcError as error:
+        return _rpc_failed(error)
+    if not voice.stored:
+        print(f"error: {args.voice_id} is a built-in voice; only stored voices export", file=sys.stderr)
+        return 1
+    try:
+        kind = write_voice_file(voice.conditioning, args.output)
+    except ValueError as exc:
+        print(f"error: {args.voice_id}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.output} ({kind} of voice {args.voice_id})")
     return 0
 
 

@@ -6,14 +6,17 @@ Layout:
     t3_cfg.safetensors  T3 under the upstream tensor names (`voxserve.generator.t3.checkpoint`)
     t3.json             T3 sizes (tiny packs only); without it the full-size config applies
     tokenizer.json      the text tokenizer: 704-id BPE, [STOP]=0 [UNK]=1 [SPACE]=2 [START]=255
-    s3gen.safetensors   S3Gen under the upstream tensor names (flow.*, mel2wav.*)
+    s3gen.safetensors   S3Gen under the upstream tensor names (flow.*, mel2wav.*), with the
+                        enrolment side: the speech tokenizer (tokenizer.*) and CAMPPlus
+                        (speaker_encoder.*)
     s3gen.json          S3Gen sizes; without it the full-size config applies
+    ve.safetensors      the voice encoder (enrolment: T3's speaker embedding)
     conds.pt            the default voice, both models' parts (`voxserve.generator.t3.voice`)
     voices/narrator.pt  a second voice in the same format
     voices.json         the pack's voice registry, pointing at the conditioning files
 
-A real Chatterbox download (t3_cfg.safetensors, s3gen.safetensors, tokenizer.json, conds.pt)
-is a pack of this family as it is; voices.json is optional.
+A real Chatterbox download (t3_cfg.safetensors, s3gen.safetensors, tokenizer.json, conds.pt,
+ve.safetensors) is a pack of this family as it is; voices.json is optional.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from voxserve.random_packs.s3gen_checkpoint import write_random_s3gen
 from voxserve.random_packs.t3_checkpoint import write_random_t3
 from voxserve.random_packs.t3_tokenizer import write_tokenizer
 from voxserve.random_packs.tiny_s3 import DEFAULT_PROMPT_TOKENS, VOICES_FILE
+from voxserve.random_packs.tiny_voice_encoder import write_voice_encoder
 from voxserve.random_packs.voices import random_s3_voice, random_t3_voice, write_conds
 from voxserve.vocoder.codecs.s3gen import config as s3gen_config
 from voxserve.vocoder.codecs.s3gen.codec import CHECKPOINT_FILE as S3GEN_CHECKPOINT
 from voxserve.vocoder.codecs.s3gen.codec import CONFIG_FILE as S3GEN_CONFIG
 from voxserve.vocoder.codecs.s3gen.codec import config_to_json
+from voxserve.vocoder.codecs.s3gen.voice_encoder import WEIGHTS_FILE as VOICE_ENCODER_FILE
 
 CONDS_FILE = "conds.pt"
 NARRATOR_FILE = "voices/narrator.pt"
@@ -54,8 +59,9 @@ def write_chatterbox_pack(root: Path, seed: int, size: str = "tiny") -> None:
     if not full:
         (root / t3_config.CONFIG_FILE).write_text(t3.to_json() + "\n")
     write_tokenizer(root / TOKENIZER_FILE)
-    write_random_s3gen(root / S3GEN_CHECKPOINT, s3gen, seed)
+    write_random_s3gen(root / S3GEN_CHECKPOINT, s3gen, seed, encoders=size)
     (root / S3GEN_CONFIG).write_text(config_to_json(s3gen) + "\n")
+    write_voice_encoder(root / VOICE_ENCODER_FILE, seed)
 
     voices = (
         ("default", CONDS_FILE, seed, DEFAULT_EXAGGERATION, "The pack's default voice"),

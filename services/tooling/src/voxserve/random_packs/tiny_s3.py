@@ -30,7 +30,7 @@ def write_s3_pack(root: Path, seed: int, size: str = "tiny") -> None:
     full = size == "full"
     config = FULL if full else TINY
     write_llm(root / "LLM", seed, SPARK_0_5B_LLM if full else TINY_LLM, s3_added_tokens())
-    write_random_s3gen(root / CHECKPOINT_FILE, config, seed)
+    write_random_s3gen(root / CHECKPOINT_FILE, config, seed, encoders=size)
     (root / CONFIG_FILE).write_text(config_to_json(config) + "\n")
     voices = root / "voices"
     voices.mkdir(exist_ok=True)

@@ -14,7 +14,7 @@ from voxserve.common.admission import Admission
 from voxserve.common.logging import get_logger
 from voxserve.common.status import FailedPrecondition, InvalidArgument
 from voxserve.v1 import vocoder_pb2
-from voxserve.vocoder.codecs.base import Codec, CodecInputError, EncoderUnavailable
+from voxserve.vocoder.codecs.base import Codec, CodecInputError, EncodedVoice, EncoderUnavailable
 
 log = get_logger(__name__)
 
@@ -63,6 +63,19 @@ class VoiceEncoding:
             seconds=round(audio.size / request.sample_rate, 3),
             reference_tokens=len(encoded.reference_semantic_ids),
         )
-        return vocoder_pb2.EncodedVoice(
-            global_ids=encoded.global_ids, reference_semantic_ids=encoded.reference_semantic_ids
-        )
+        return encoded_voice_proto(encoded)
+
+
+def encoded_voice_proto(encoded: EncodedVoice) -> vocoder_pb2.EncodedVoice:
+    message = vocoder_pb2.EncodedVoice(
+        global_ids=encoded.global_ids, reference_semantic_ids=encoded.reference_semantic_ids
+    )
+    if (prompt := encoded.s3_prompt) is not None:
+        assert prompt.prompt_mel is not None
+        message.s3_prompt.prompt_tokens.extend(prompt.prompt_tokens)
+        message.s3_prompt.prompt_mel_f32 = np.ascontiguousarray(prompt.prompt_mel, dtype="<f4").tobytes()
+        message.s3_prompt.xvector.extend(prompt.xvector)
+    if encoded.speaker_embedding:
+        message.chatterbox.speaker_embedding.extend(encoded.speaker_embedding)
+        message.chatterbox.prompt_tokens.extend(encoded.t3_prompt_tokens)
+    return message

@@ -42,6 +42,11 @@ class EncodedVoice:
     """BiCodec: the speaker's global token ids."""
     reference_semantic_ids: tuple[int, ...] = ()
     """BiCodec, when asked for: the semantic ids of the whole reference."""
+    s3_prompt: VoiceConditioning | None = None
+    """S3Gen: the flow's prompt (prompt_tokens, prompt_mel [2 x tokens, 80], xvector)."""
+    speaker_embedding: tuple[float, ...] = ()
+    t3_prompt_tokens: tuple[int, ...] = ()
+    """Chatterbox: T3's speaker embedding and prompt speech tokens."""
 
 
 class EncoderUnavailable(RuntimeError):

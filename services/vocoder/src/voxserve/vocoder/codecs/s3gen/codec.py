@@ -22,19 +22,25 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from voxserve.common.logging import get_logger
+from voxserve.families.registry import family_of
 from voxserve.vocoder.codecs.base import (
     ChunkContext,
     CodecInputError,
     DecodeRow,
+    EncodedVoice,
+    EncoderUnavailable,
     VoiceConditioning,
-    WithoutVoiceEncoder,
 )
 from voxserve.vocoder.codecs.s3gen import noise
 from voxserve.vocoder.codecs.s3gen.checkpoint import load_s3gen
 from voxserve.vocoder.codecs.s3gen.config import FULL, FlowConfig, HiftConfig, S3GenConfig
 from voxserve.vocoder.codecs.s3gen.continuity import HiftChunk, HiftState, vocode_chunks
+from voxserve.vocoder.codecs.s3gen.enrolment import S3Enrolment
 from voxserve.vocoder.codecs.s3gen.flow import S3Gen
 from voxserve.vocoder.codecs.s3gen.voice import S3Voice
+
+log = get_logger(__name__)
 
 CHECKPOINT_FILE = "s3gen.safetensors"
 CONFIG_FILE = "s3gen.json"
@@ -98,14 +104,21 @@ class S3StreamState:
     hift: HiftState
 
 
-class S3GenCodec(WithoutVoiceEncoder):
+class S3GenCodec:
     """The `Codec` for S3Gen packs: conditions on a prompt voice, decodes S3 speech tokens."""
 
     name = "s3gen"
     codes_per_token = 1
 
-    def __init__(self, model: S3Gen, *, left_context_tokens: int = DEFAULT_LEFT_CONTEXT_TOKENS) -> None:
+    def __init__(
+        self,
+        model: S3Gen,
+        *,
+        left_context_tokens: int = DEFAULT_LEFT_CONTEXT_TOKENS,
+        enrolment: S3Enrolment | None = None,
+    ) -> None:
         self.model = model.eval().requires_grad_(False)
+        self.enrolment = enrolment
         self.config = model.config
         param = next(model.parameters())
         self.device, self.dtype = param.device, param.dtype
@@ -122,7 +135,33 @@ class S3GenCodec(WithoutVoiceEncoder):
         """Load `<pack>/s3gen.safetensors` with the sizes of `<pack>/s3gen.json`."""
         pack = Path(pack_dir)
         model = load_s3gen(pack / CHECKPOINT_FILE, pack_config(pack), dtype=dtype, device=str(device))
-        return cls(model)
+        family = family_of(pack)
+        enrolment = None if family is None else family.enrolment
+        encoder = None if enrolment is None else S3Enrolment(pack, CHECKPOINT_FILE, enrolment, device=device)
+        if encoder is not None:
+            log.info(
+                "s3gen voice encoder", pack=str(pack), complete=not encoder.missing, missing=encoder.missing
+            )
+        return cls(model, enrolment=encoder)
+
+    def encode_voice(self, audio: np.ndarray, sample_rate: int, reference_tokens: bool) -> EncodedVoice:
+        """The flow's prompt of a mono 24 kHz reference (and T3's part on a Chatterbox pack)."""
+        if sample_rate != self.sample_rate:
+            raise CodecInputError(f"sample_rate is {sample_rate}; S3Gen enrols at {self.sample_rate} Hz")
+        if (
+            not isinstance(audio, np.ndarray)
+            or audio.ndim != 1
+            or not np.issubdtype(audio.dtype, np.floating)
+        ):
+            raise CodecInputError("audio must be a 1-D float array (mono)")
+        if not np.isfinite(audio).all():
+            raise CodecInputError("audio holds non-finite samples")
+        if self.enrolment is None:
+            raise EncoderUnavailable("this S3Gen was not loaded from a pack: it has no voice encoder")
+        encoded = self.enrolment.encode(audio)
+        if encoded.s3_prompt is not None:
+            self.condition(encoded.s3_prompt)  # the prompt must suit this flow (shapes, vocabulary)
+        return encoded
 
     def chunk_context(self, context_tokens: int, tolerance: float) -> ChunkContext:
         """S3Gen carries its state across chunks: its lookahead is the flow's own, its left
