@@ -15,6 +15,7 @@ from tests.gateway.enrolment_harness import create_requests, gateway_server, voc
 from voxserve.families.conds import read_conds
 from voxserve.gateway.voices import VoiceRegistry
 from voxserve.random_packs.tiny_chatterbox import write_chatterbox_pack
+from voxserve.random_packs.tiny_s3 import write_s3_pack
 from voxserve.v1 import speech_pb2, vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec
 from voxserve.voice_files import write_voice_file
@@ -104,3 +105,23 @@ async def test_a_reference_too_short_for_one_token_is_invalid_argument(chatterbo
             await vocoder_pb2_grpc.VocoderStub(channel).EncodeVoice(request, timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "audio" in (caught.value.details() or "")
+
+
+async def test_an_s3_pack_enrols_the_flow_prompt_and_the_vocoder_gets_it(tmp_path: Path) -> None:
+    pack = tmp_path / "s3"
+    write_s3_pack(pack, seed=6)
+    registry = VoiceRegistry.from_file(pack / "voices.json")
+    async with vocoder_server(S3GenCodec.from_pack(pack)) as address:
+        async with gateway_server(tmp_path / "v.sqlite3", [address], registry=registry) as gateway:
+            speech = gateway.stub()
+            header = speech_pb2.VoiceHeader(voice_id="flow-only")
+            voice = await speech.CreateVoice(create_requests(header, wav_bytes(voiced(3.0))), timeout=60)
+            assert (voice.family, voice.sample_rate) == ("s3", 24000)
+            stored = await speech.GetVoice(
+                speech_pb2.GetVoiceRequest(voice_id="flow-only", include_conditioning=True), timeout=10
+            )
+            assert not stored.conditioning.HasField("chatterbox")
+            assert len(stored.conditioning.s3_prompt.prompt_tokens) == 75
+            request = speech_pb2.SynthesizeRequest(text="Hello there.", voice="flow-only")
+            assert [r async for r in speech.Synthesize(request, timeout=30)][-1].HasField("summary")
+            assert gateway.runner.jobs[0].s3_prompt == stored.conditioning.s3_prompt
