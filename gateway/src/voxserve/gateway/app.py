@@ -8,6 +8,7 @@ import grpc
 
 from voxserve.common import tls
 from voxserve.common.auth import ApiKeys, api_key_interceptors
+from voxserve.common.config import ConfigError
 from voxserve.common.logging import configure_logging, get_logger
 from voxserve.common.server import MAX_MESSAGE_BYTES, ServiceSpec, listen_credentials, serve
 from voxserve.gateway.config import PREFIX, GatewayConfig
@@ -15,7 +16,7 @@ from voxserve.gateway.enrolment import VoiceEnrolment
 from voxserve.gateway.pipeline import Replicas, remote_runner
 from voxserve.gateway.servicer import SpeechServicer
 from voxserve.gateway.voice_directory import VoiceDirectory
-from voxserve.gateway.voice_store import VoiceCache, open_voice_store
+from voxserve.gateway.voice_store import VoiceCache, VoiceStore, open_voice_store
 from voxserve.gateway.voices import VoiceRegistry
 from voxserve.v1 import generator_pb2_grpc, speech_pb2, speech_pb2_grpc, vocoder_pb2_grpc
 
@@ -54,6 +55,17 @@ def interceptors(config: GatewayConfig) -> list[grpc.aio.ServerInterceptor]:
     return api_key_interceptors(api_keys(config), open_probes=config.auth_open_probes)
 
 
+async def open_store(config: GatewayConfig) -> VoiceStore:
+    """The voice store, migrated; a store that cannot be opened stops the gateway with a message
+    naming the setting (never the URL's password)."""
+    try:
+        store = open_voice_store(config.voice_store)
+        await store.open()
+    except Exception as exc:
+        raise ConfigError(f"{PREFIX}VOICE_STORE: the voice store cannot be opened: {exc}") from exc
+    return store
+
+
 async def run(config: GatewayConfig) -> None:
     configure_logging("gateway", config.log_level)
     # Security settings are checked before anything else starts.
@@ -61,8 +73,7 @@ async def run(config: GatewayConfig) -> None:
     checks = interceptors(config)
     channel = upstream_channels(config)
     registry = VoiceRegistry.from_file(config.voices_file) if config.voices_file else VoiceRegistry.builtin()
-    store = open_voice_store(config.voice_store)
-    await store.open()
+    store = await open_store(config)
     stored = VoiceCache(store, check_seconds=config.voice_cache_seconds)
     await stored.start()
     log.info("voice store open", store=store.description)
