@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import math
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.services.vocoder.key_tables import file_key_rows, shapes_sha256
 from voxserve.random_packs.tiny_campplus import calibration_voices, campplus_tensors
 from voxserve.vocoder.codecs.base import CodecInputError
 from voxserve.vocoder.codecs.checkpoint import CheckpointError
@@ -36,27 +35,13 @@ SPEAKER_KEYS_SHA256 = "fe842422ca41e97cbada0364dc1b769ec5af806f9355221d9642f4976
 
 
 def published_speaker_rows() -> dict[str, tuple[tuple[int, ...], str]] | None:
-    """name -> (shape, dtype) of the table's speaker_encoder rows, or None without the specs."""
-    candidates = [
-        Path(__file__).resolve().parents[4] / "shared" / "specs" / TABLE,
-        Path("/work/shared/specs") / TABLE,
-    ]
-    path = next((p for p in candidates if p.is_file()), None)
-    if path is None:
-        return None
-    rows = {}
-    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
-        file, name, shape, dtype = line.split("\t")
-        if file == "s3gen.safetensors" and name.startswith("speaker_encoder."):
-            rows[name] = (tuple(ast.literal_eval(shape)), dtype)
-    return rows
+    return file_key_rows(TABLE, "s3gen.safetensors", "speaker_encoder.")
 
 
 def test_names_and_shapes_equal_the_published_table() -> None:
     shapes = campplus_shapes()
     assert len(shapes) == 937
-    rows = "\n".join(f"{name}\t{shape}" for name, shape in sorted(shapes.items()))
-    assert hashlib.sha256(rows.encode()).hexdigest() == SPEAKER_KEYS_SHA256
+    assert shapes_sha256(shapes) == SPEAKER_KEYS_SHA256
     published = published_speaker_rows()
     if published is not None:
         assert shapes == {name: shape for name, (shape, _) in published.items()}

@@ -4,8 +4,6 @@ The float64 arithmetic checks are in test_s3gen_speech_tokenizer_spec.py."""
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -15,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.services.vocoder.key_tables import file_key_rows, shapes_sha256
 from voxserve.random_packs.tiny_speech_tokenizer import speech_tokenizer_tensors
 from voxserve.vocoder.codecs.base import CodecInputError
 from voxserve.vocoder.codecs.checkpoint import CheckpointError
@@ -34,20 +33,6 @@ from voxserve.vocoder.codecs.s3gen.speech_tokenizer import (
 TOKENIZER_KEYS_SHA256 = "fa339ee47c6dd712937374d12d0bfc7134bf56b89962e659af2d059e345cb99a"
 KEY_TABLE = "chatterbox-encode-keys.tsv"
 SR = 16000
-
-
-def published_tokenizer_rows() -> dict[str, tuple[int, ...]] | None:
-    candidates = [Path(__file__).resolve().parents[4] / "shared" / "specs", Path("/work/shared/specs")]
-    path = next((p / KEY_TABLE for p in candidates if (p / KEY_TABLE).is_file()), None)
-    if path is None:
-        return None
-    rows: dict[str, tuple[int, ...]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
-        file, name, shape, dtype = line.split("\t")
-        if file == "s3gen.safetensors" and name.startswith(PREFIX):
-            assert dtype == "float32"
-            rows[name] = tuple(ast.literal_eval(shape))
-    return rows
 
 
 def voiced(seconds: float, seed: int = 0, amp: float = 0.1) -> np.ndarray:
@@ -80,11 +65,11 @@ def tiny(tiny_file: Path) -> SpeechTokenizer:
 def test_full_size_names_and_shapes_equal_the_published_table() -> None:
     shapes = speech_tokenizer_shapes()
     assert len(shapes) == 104 and shapes[PREFIX + "_mel_filters"] == (128, 201)
-    rows = "\n".join(f"{name}\t{shape}" for name, shape in sorted(shapes.items()))
-    assert hashlib.sha256(rows.encode()).hexdigest() == TOKENIZER_KEYS_SHA256
-    published = published_tokenizer_rows()
+    assert shapes_sha256(shapes) == TOKENIZER_KEYS_SHA256
+    published = file_key_rows(KEY_TABLE, "s3gen.safetensors", PREFIX)
     if published is not None:
-        assert shapes == published
+        assert all(dtype == "float32" for _, dtype in published.values())
+        assert shapes == {name: shape for name, (shape, _) in published.items()}
 
 
 def test_sizes_come_from_the_checkpoint(tiny: SpeechTokenizer) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import ast
-import hashlib
 import math
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from tests.services.vocoder.key_tables import file_key_rows, shapes_sha256
 from voxserve.random_packs.tiny_voice_encoder import write_voice_encoder
 from voxserve.vocoder.codecs.base import CodecInputError
 from voxserve.vocoder.codecs.checkpoint import CheckpointError
@@ -67,28 +66,14 @@ def encoder(ve_pack: Path) -> VoiceEncoder:
 # --- checkpoint ---------------------------------------------------------------------------------
 
 
-def _published_ve_rows() -> dict[str, tuple[int, ...]] | None:
-    candidates = [Path(__file__).resolve().parents[3] / "shared" / "specs", Path("/work/shared/specs")]
-    path = next((p / KEY_TABLE for p in candidates if (p / KEY_TABLE).is_file()), None)
-    if path is None:
-        return None
-    rows: dict[str, tuple[int, ...]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
-        file, name, shape, dtype = line.split("\t")
-        if file == WEIGHTS_FILE:
-            assert dtype == "float32"
-            rows[name] = tuple(ast.literal_eval(shape))
-    return rows
-
-
 def test_names_and_shapes_equal_the_published_table() -> None:
     shapes = voice_encoder_shapes()
     assert len(shapes) == 16 and sum(math.prod(s) for s in shapes.values()) == 1_423_618
-    rows = "\n".join(f"{name}\t{shape}" for name, shape in sorted(shapes.items()))
-    assert hashlib.sha256(rows.encode()).hexdigest() == VE_KEYS_SHA256
-    published = _published_ve_rows()
+    assert shapes_sha256(shapes) == VE_KEYS_SHA256
+    published = file_key_rows(KEY_TABLE, WEIGHTS_FILE)
     if published is not None:
-        assert shapes == published
+        assert all(dtype == "float32" for _, dtype in published.values())
+        assert shapes == {name: shape for name, (shape, _) in published.items()}
 
 
 def test_loads_from_the_pack_or_the_file_and_names_bad_tensors(ve_pack: Path, tmp_path: Path) -> None:
