@@ -49,6 +49,25 @@ class EncodedVoice:
     """Chatterbox: T3's speaker embedding and prompt speech tokens."""
 
 
+def check_reference(
+    audio: np.ndarray, sample_rate: int, codec_rate: int, codec: str, min_samples: int = 0
+) -> None:
+    """Refuse a reference a codec's `encode_voice` cannot take (CodecInputError naming
+    `sample_rate` or `audio`): it must be mono float at the codec's rate, long enough, finite."""
+    if sample_rate != codec_rate:
+        raise CodecInputError(f"sample_rate is {sample_rate}; {codec} enrols at {codec_rate} Hz")
+    if not isinstance(audio, np.ndarray) or audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
+        shape = getattr(audio, "shape", None)
+        raise CodecInputError(f"audio must be a 1-D float array (mono), got {type(audio).__name__} {shape}")
+    if audio.size < min_samples:
+        raise CodecInputError(
+            f"audio holds {audio.size} samples; it must hold at least {min_samples} "
+            f"({min_samples / codec_rate * 1000:g} ms)"
+        )
+    if not np.isfinite(audio).all():
+        raise CodecInputError("audio holds non-finite samples")
+
+
 class EncoderUnavailable(RuntimeError):
     """The pack holds no voice encoder for this codec; the message names the missing files."""
 

@@ -17,6 +17,7 @@ from voxserve.vocoder.codecs.base import (
     EncodedVoice,
     EncoderUnavailable,
     VoiceConditioning,
+    check_reference,
     crop_rows,
 )
 from voxserve.vocoder.codecs.bicodec.checkpoint import (
@@ -103,24 +104,7 @@ class BiCodec:
 
     def encode_voice(self, audio: np.ndarray, sample_rate: int, reference_tokens: bool) -> EncodedVoice:
         """32 global ids of a mono 16 kHz reference (and its semantic ids if `reference_tokens`)."""
-        if sample_rate != self.sample_rate:
-            raise CodecInputError(f"sample_rate is {sample_rate}; BiCodec enrols at {self.sample_rate} Hz")
-        if (
-            not isinstance(audio, np.ndarray)
-            or audio.ndim != 1
-            or not np.issubdtype(audio.dtype, np.floating)
-        ):
-            shape = getattr(audio, "shape", None)
-            raise CodecInputError(
-                f"audio must be a 1-D float array (mono), got {type(audio).__name__} {shape}"
-            )
-        if audio.size < MIN_REFERENCE_SAMPLES:
-            raise CodecInputError(
-                f"audio holds {audio.size} samples; it must hold at least {MIN_REFERENCE_SAMPLES} "
-                f"({MIN_REFERENCE_SAMPLES / self.sample_rate * 1000:g} ms)"
-            )
-        if not np.isfinite(audio).all():
-            raise CodecInputError("audio holds non-finite samples")
+        check_reference(audio, sample_rate, self.sample_rate, "BiCodec", MIN_REFERENCE_SAMPLES)
         if self.voice_encoder is None:
             raise EncoderUnavailable(
                 "this BiCodec was loaded from files, not a pack: it has no voice encoder"

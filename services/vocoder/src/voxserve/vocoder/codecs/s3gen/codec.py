@@ -31,6 +31,7 @@ from voxserve.vocoder.codecs.base import (
     EncodedVoice,
     EncoderUnavailable,
     VoiceConditioning,
+    check_reference,
 )
 from voxserve.vocoder.codecs.s3gen import noise
 from voxserve.vocoder.codecs.s3gen.checkpoint import load_s3gen
@@ -146,16 +147,7 @@ class S3GenCodec:
 
     def encode_voice(self, audio: np.ndarray, sample_rate: int, reference_tokens: bool) -> EncodedVoice:
         """The flow's prompt of a mono 24 kHz reference (and T3's part on a Chatterbox pack)."""
-        if sample_rate != self.sample_rate:
-            raise CodecInputError(f"sample_rate is {sample_rate}; S3Gen enrols at {self.sample_rate} Hz")
-        if (
-            not isinstance(audio, np.ndarray)
-            or audio.ndim != 1
-            or not np.issubdtype(audio.dtype, np.floating)
-        ):
-            raise CodecInputError("audio must be a 1-D float array (mono)")
-        if not np.isfinite(audio).all():
-            raise CodecInputError("audio holds non-finite samples")
+        check_reference(audio, sample_rate, self.sample_rate, "S3Gen")
         if self.enrolment is None:
             raise EncoderUnavailable("this S3Gen was not loaded from a pack: it has no voice encoder")
         encoded = self.enrolment.encode(audio)
