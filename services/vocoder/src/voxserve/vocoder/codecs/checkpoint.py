@@ -60,6 +60,18 @@ def _listing(items: list[str], sep: str, limit: int = 20) -> str:
     return shown if len(items) <= limit else f"{shown}{sep}... ({len(items) - limit} more)"
 
 
+def check_found(label: str, path: str | Path, missing: list[str], mismatched: list[str]) -> None:
+    """Raise CheckpointError naming every missing and misshapen tensor, if there is any."""
+    if not (missing or mismatched):
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing tensor(s): {_listing(missing, ', ')}")
+    if mismatched:
+        parts.append(f"{len(mismatched)} shape mismatch(es): {_listing(mismatched, '; ')}")
+    raise CheckpointError(f"{label} {path}: " + " | ".join(parts))
+
+
 def _other_naming(key: str, naming: tuple[str, str]) -> str | None:
     other = PARAMETRIZED if naming == LEGACY else LEGACY
     for mine, theirs in zip(naming, other, strict=True):
@@ -102,13 +114,7 @@ def load_state_dict(
                 mismatched.append(f"{source}: expected {shape}, found {found}")
                 continue
             raw[key] = f.get_tensor(source)
-    if missing or mismatched:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing tensor(s): {_listing(missing, ', ')}")
-        if mismatched:
-            parts.append(f"{len(mismatched)} shape mismatch(es): {_listing(mismatched, '; ')}")
-        raise CheckpointError(f"{label} {path}: " + " | ".join(parts))
+    check_found(label, path, missing, mismatched)
 
     state: dict[str, torch.Tensor] = {}
     for key, param_name, _ in entries:

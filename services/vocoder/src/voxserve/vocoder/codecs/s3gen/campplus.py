@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from torch import nn
 
-from voxserve.vocoder.codecs.checkpoint import CheckpointError
+from voxserve.vocoder.codecs.checkpoint import check_found
 from voxserve.vocoder.codecs.s3gen.campplus_fbank import NUM_MEL_BINS, campplus_fbank, resample_24k_to_16k
 
 PREFIX = "speaker_encoder."
@@ -245,17 +245,6 @@ def load_campplus(path: str | Path, device: str | torch.device = "cpu") -> CampP
             # A fresh copy: tensors read from the file sit at offsets its header decides, and the
             # CPU kernels' rounding depends on alignment; this keeps the x-vector file-independent.
             state[name] = f.get_tensor(key).to(ref.dtype, copy=True)
-    if missing or misshapen:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing tensor(s): {_listing(missing, ', ')}")
-        if misshapen:
-            parts.append(f"{len(misshapen)} shape mismatch(es): {_listing(misshapen, '; ')}")
-        raise CheckpointError(f"CAMPPlus speaker encoder {path}: " + " | ".join(parts))
+    check_found("CAMPPlus speaker encoder", path, missing, misshapen)
     network.load_state_dict(state, strict=True, assign=True)
     return CampPlus(network.to(device).eval().requires_grad_(False))
-
-
-def _listing(items: list[str], sep: str, limit: int = 20) -> str:
-    shown = sep.join(items[:limit])
-    return shown if len(items) <= limit else f"{shown}{sep}... ({len(items) - limit} more)"
