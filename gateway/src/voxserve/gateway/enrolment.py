@@ -18,12 +18,12 @@ import grpc
 
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import outgoing_metadata
-from voxserve.common.status import AlreadyExists, FailedPrecondition, InvalidArgument, LimitReached
+from voxserve.common.status import AlreadyExists, FailedPrecondition, InvalidArgument
 from voxserve.families.family import Family
 from voxserve.families.registry import FAMILIES
 from voxserve.gateway.config import GatewayConfig
 from voxserve.gateway.pipeline import FAILOVER_CODES, Replicas, UpstreamError
-from voxserve.gateway.reference_audio import Reference, ReferenceAudioError, ReferenceLimits, read_reference
+from voxserve.gateway.reference_audio import Reference, ReferenceLimits, read_reference
 from voxserve.gateway.segmenter import normalize
 from voxserve.gateway.text_input import check_speakable
 from voxserve.gateway.voice_directory import VoiceDirectory
@@ -82,20 +82,14 @@ class VoiceEnrolment:
         # Refuse what the store would refuse before the upload is read and encoded.
         if await self.directory.find(scope, voice_id) is not None:
             raise AlreadyExists(f"header.voice_id {voice_id!r} already exists")
-        if await self.directory.count(scope) >= self.config.max_voices_per_key:
-            raise LimitReached(
-                f"this API key already stores {self.config.max_voices_per_key} voices, the limit; "
-                "delete one first"
-            )
+        await self.directory.check_room(scope, self.config.max_voices_per_key)
         data = await self._upload(requests)
         enrolment = family.enrolment
         assert enrolment is not None  # _family refuses families without one
-        try:
-            reference = await asyncio.to_thread(
-                read_reference, data, header.format, header.sample_rate, enrolment, self.limits
-            )
-        except ReferenceAudioError as exc:
-            raise InvalidArgument(str(exc)) from exc
+        # ReferenceAudioError is an InvalidArgument: it ends the call as such.
+        reference = await asyncio.to_thread(
+            read_reference, data, header.format, header.sample_rate, enrolment, self.limits
+        )
         started = time.monotonic()
         wants_tokens = transcript is not None and enrolment.transcript_tokens
         encoded = await self._encode(family, reference, wants_tokens, time_remaining)

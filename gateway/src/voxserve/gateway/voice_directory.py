@@ -54,8 +54,11 @@ class VoiceDirectory:
         records = [] if self.stored is None else await self.stored.list(scope)
         return [*self.registry, *(voice_from_record(r) for r in records)]
 
-    async def count(self, scope: str) -> int:
-        return 0 if self.stored is None else len(await self.stored.list(scope))
+    async def check_room(self, scope: str, max_per_scope: int) -> None:
+        """Refuse early what `add` would refuse at the end: a scope at its voice limit."""
+        stored = 0 if self.stored is None else len(await self.stored.list(scope))
+        if stored >= max_per_scope:
+            raise _limit_reached(max_per_scope)
 
     async def add(self, record: StoredVoice, *, max_per_scope: int) -> Voice:
         if self.registry.get(record.id) is not None:
@@ -68,12 +71,14 @@ class VoiceDirectory:
         except VoiceExists as exc:
             raise AlreadyExists(f"voice_id {record.id!r} already exists") from exc
         except VoiceQuotaReached as exc:
-            raise LimitReached(
-                f"this API key already stores {exc.limit} voices, the limit; delete one first"
-            ) from exc
+            raise _limit_reached(exc.limit) from exc
         return voice
 
     async def remove(self, scope: str, voice_id: str) -> bool:
         if self.registry.get(voice_id) is not None and voice_id:
             raise FailedPrecondition(f"voice_id {voice_id!r} is a built-in voice; it cannot be deleted")
         return self.stored is not None and await self.stored.remove(scope, voice_id)
+
+
+def _limit_reached(limit: int) -> LimitReached:
+    return LimitReached(f"this API key already stores {limit} voices, the limit; delete one first")
