@@ -39,7 +39,7 @@ ENV VOXSERVE_HOME=/opt/voxserve \
     PYTHONUNBUFFERED=1
 RUN voxserve pack tiny /opt/voxserve/packs/default
 USER 10001
-EXPOSE 50051 50052 50053 9101 9102 9103
+EXPOSE 50051 50052 50053 9101 9102 9103 8080
 # The gateway's port by default; a container serving generator or vocoder overrides it.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=120s --retries=3 \
   CMD ["voxserve-health", "--address", "127.0.0.1:50051"]

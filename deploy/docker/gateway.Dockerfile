@@ -20,10 +20,12 @@ RUN pip install --no-cache-dir /wheels/*.whl \
 ENV VOXSERVE_GATEWAY_HOST=0.0.0.0 \
     VOXSERVE_GATEWAY_PORT=50051 \
     VOXSERVE_GATEWAY_METRICS_PORT=9101 \
+    VOXSERVE_GATEWAY_HTTP_PORT=8080 \
     VOXSERVE_GATEWAY_VOICE_STORE=/var/lib/voxserve/voices.sqlite3 \
     PYTHONUNBUFFERED=1
 USER 10001
-EXPOSE 50051 9101
+# gRPC, Prometheus metrics, HTTP (OpenAI-style API, WebSocket, playground page)
+EXPOSE 50051 9101 8080
 HEALTHCHECK --interval=10s --timeout=5s --start-period=20s --retries=3 \
   CMD ["voxserve-health", "--address", "127.0.0.1:50051"]
 STOPSIGNAL SIGTERM

@@ -1,5 +1,6 @@
 """docker-compose.yml is valid for Docker Compose itself in every profile, and wired so that
-generators and vocoders scale on their own behind one DNS name each."""
+generators and vocoders scale on their own behind one DNS name each while the gateway alone
+publishes its gRPC, metrics and HTTP ports."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.deploy.tools import COMPOSE_FILE, compose
+from tests.deploy.tools import COMPOSE_FILE, ROOT, compose, compose_binary, run
+
+POSTGRES_FILE = ROOT / "deploy" / "compose" / "postgres.yml"
 
 PROFILES = {
     "gpu": {"generator", "vocoder", "gateway"},
@@ -71,3 +74,22 @@ def test_gpu_services_reserve_a_gpu_and_mount_the_pack_read_only() -> None:
         (volume,) = services[name]["volumes"]
         assert volume["target"] == "/models/pack" and volume["read_only"] is True
     assert "deploy" not in config("cpu")["services"]["vocoder-cpu"]
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_the_gateway_publishes_grpc_metrics_and_http(profile: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = config(profile)["services"]["gateway"]
+    published = {p["target"]: str(p["published"]) for p in gateway["ports"]}
+    assert published == {50051: "50051", 9101: "9101", 8080: "8080"}
+    assert gateway["environment"]["VOXSERVE_GATEWAY_HTTP_PORT"] == "8080"
+    monkeypatch.setenv("VOXSERVE_GATEWAY_HTTP_PUBLISH", "18080")
+    moved = {p["target"]: str(p["published"]) for p in config(profile)["services"]["gateway"]["ports"]}
+    assert moved[8080] == "18080" and moved[50051] == "50051"
+
+
+def test_the_postgres_file_keeps_the_gateways_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXSERVE_POSTGRES_PASSWORD", "not-a-real-password")
+    result = run(compose_binary(), "-f", COMPOSE_FILE, "-f", POSTGRES_FILE, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    gateway = json.loads(result.stdout)["services"]["gateway"]
+    assert {p["target"] for p in gateway["ports"]} == {50051, 9101, 8080}

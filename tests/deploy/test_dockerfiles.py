@@ -63,3 +63,11 @@ def test_each_image_builds_wheels_of_its_own_members_only(dockerfile: Path) -> N
     }[dockerfile.name]
     assert members == expected
     assert "bench" not in text and not re.search(r"^COPY pyproject\.toml", text, re.M)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_images_running_the_gateway_expose_its_http_port(dockerfile: Path) -> None:
+    exposed = re.search(r"^EXPOSE (.*)$", dockerfile.read_text(), re.M)
+    assert exposed is not None
+    runs_gateway = dockerfile.name in ("gateway.Dockerfile", "cpu.Dockerfile")
+    assert ("8080" in exposed.group(1).split()) == runs_gateway

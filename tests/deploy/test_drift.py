@@ -30,6 +30,14 @@ def setting(env: dict[str, str], service: str, name: str) -> str:
     return env.get(variable) or SETTINGS[variable]
 
 
+def served_ports(env: dict[str, str], service: str) -> dict[str, str]:
+    """Every port a service listens on, by the name the manifests give it."""
+    ports = {"grpc": setting(env, service, "PORT"), "metrics": setting(env, service, "METRICS_PORT")}
+    if service == "gateway":
+        ports["http"] = setting(env, service, "HTTP_PORT")
+    return ports
+
+
 def compose_services(profile: str) -> dict[str, Any]:
     result = compose("--profile", profile, "config", "--format", "json")
     assert result.returncode == 0, result.stderr
@@ -54,12 +62,12 @@ def test_compose_sets_real_settings_and_checks_the_ports_it_serves(profile: str)
         spec = services[name]
         env = {k: str(v) for k, v in spec.get("environment", {}).items()}
         assert_known(set(env), f"compose {name}")
-        port, metrics = setting(env, service, "PORT"), setting(env, service, "METRICS_PORT")
-        assert spec["healthcheck"]["test"][-1] == f"127.0.0.1:{port}"
+        served = served_ports(env, service)
+        assert spec["healthcheck"]["test"][-1] == f"127.0.0.1:{served['grpc']}"
         exposed = {str(p.get("target", p)) for p in spec.get("ports", [])} | set(
             map(str, spec.get("expose", []))
         )
-        assert {port, metrics} <= exposed, f"{name} exposes {exposed}"
+        assert set(served.values()) <= exposed, f"{name} exposes {exposed}"
         grace = float(setting(env, service, "GRACE_SECONDS"))
         assert _seconds(spec["stop_grace_period"]) > grace, f"{name} is killed before its drain ends"
     gateway = {k: str(v) for k, v in services["gateway"]["environment"].items()}
@@ -85,19 +93,15 @@ def test_kubernetes_sets_real_settings_and_probes_the_ports_it_serves(overlay: s
         env = env_of(spec)
         assert_known({e["name"] for e in spec.get("env", [])}, f"{overlay} {service}")
         ports = {p["name"]: str(p["containerPort"]) for p in spec["ports"]}
-        assert ports == {
-            "grpc": setting(env, service, "PORT"),
-            "metrics": setting(env, service, "METRICS_PORT"),
-        }
+        assert ports == served_ports(env, service)
         pod = find(docs, "Deployment", f"voxserve-{service}")["spec"]["template"]
         assert pod["metadata"]["annotations"]["prometheus.io/port"] == ports["metrics"]
         grace = float(setting(env, service, "GRACE_SECONDS"))
         assert pod["spec"]["terminationGracePeriodSeconds"] > grace
         service_ports = {p["name"]: p for p in find(docs, "Service", f"voxserve-{service}")["spec"]["ports"]}
-        assert (
-            str(service_ports["grpc"]["port"]) == ports["grpc"]
-            and service_ports["grpc"]["targetPort"] == "grpc"
-        )
+        for name in ("grpc", "http") if service == "gateway" else ("grpc",):
+            assert str(service_ports[name]["port"]) == ports[name]
+            assert service_ports[name]["targetPort"] == name
     gateway = env_of(container(docs, "gateway"))
     for upstream in ("generator", "vocoder"):
         upstream_port = setting(env_of(container(docs, upstream)), upstream, "PORT")
@@ -115,5 +119,5 @@ def test_dockerfiles_set_real_settings_and_expose_and_check_their_ports(dockerfi
     service = dockerfile.name.removesuffix(".Dockerfile")
     served = [s for s in SERVICES if service in (s, "cpu")]
     for name in served:
-        assert {setting(env, name, "PORT"), setting(env, name, "METRICS_PORT")} <= exposed
+        assert set(served_ports(env, name).values()) <= exposed, f"{dockerfile.name} exposes {exposed}"
     assert checked == setting(env, "gateway" if service == "cpu" else service, "PORT")

@@ -1,6 +1,7 @@
 """The kustomize overlays render with kubectl's kustomize and pass kubernetes-validate --strict,
 and carry what independent scaling needs: headless upstream services, native gRPC probes,
-GPU limits on the GPU overlay only, disruption budgets, autoscalers, non-root pods."""
+GPU limits on the GPU overlay only, disruption budgets, autoscalers, non-root pods. The gateway
+serves HTTP on a named port behind its Service; components/http-probes moves its probes there."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from tests.deploy.tools import (
     env_of,
     find,
     manifests,
+    parse,
     render,
     run,
+    with_components,
 )
 
 SERVICES = ("generator", "vocoder", "gateway")
@@ -82,3 +85,37 @@ def test_the_voice_registry_and_keys_reach_the_gateway() -> None:
     assert env_of(spec)["VOXSERVE_GATEWAY_VOICES_FILE"].endswith("/voices.yaml")
     (keys,) = [e for e in spec["env"] if e["name"] == "VOXSERVE_GATEWAY_API_KEYS"]
     assert keys["valueFrom"]["secretKeyRef"] == {"name": "voxserve-api-keys", "key": "keys", "optional": True}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_gateway_serves_http_on_a_named_port_behind_its_service(overlay: str) -> None:
+    docs = manifests(overlay)
+    spec = container(docs, "gateway")
+    assert {"name": "http", "containerPort": 8080} in spec["ports"]
+    assert env_of(spec)["VOXSERVE_GATEWAY_HTTP_PORT"] == "8080"
+    service_ports = find(docs, "Service", "voxserve-gateway")["spec"]["ports"]
+    assert {"name": "http", "port": 8080, "targetPort": "http"} in service_ports
+    assert "httpGet" not in spec["readinessProbe"], "gRPC (or exec) probes stay the default"
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_http_probes_component_probes_readyz_and_healthz(
+    overlay: str, version: str, tmp_path: Path
+) -> None:
+    rendered = with_components(tmp_path, overlay, "http-probes")
+    result = run(BIN / "kubernetes-validate", "--strict", "--quiet", "-k", version, "-", stdin=rendered)
+    assert result.returncode == 0, result.stdout + result.stderr
+    docs = parse(rendered)
+    gateway = container(docs, "gateway")
+    http_ports = [p["containerPort"] for p in gateway["ports"] if p["name"] == "http"]
+    assert http_ports == [8080]
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        # One handler per probe: the gRPC or mtls exec handler is gone, not left beside httpGet.
+        handlers = {"grpc", "exec", "httpGet", "tcpSocket"} & set(gateway[probe])
+        assert handlers == {"httpGet"}, f"{probe}: {handlers}"
+        assert gateway[probe]["httpGet"] == {"path": path, "port": "http"}
+    assert gateway["readinessProbe"]["periodSeconds"] == 5
+    untouched = manifests(overlay)
+    for service in ("generator", "vocoder"):
+        assert container(docs, service) == container(untouched, service)

@@ -4,6 +4,7 @@ kustomize, kubernetes-validate and hadolint. None needs a Docker engine or a clu
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,15 +38,39 @@ def compose(*args: str, file: Path = COMPOSE_FILE) -> subprocess.CompletedProces
     return run(compose_binary(), "-f", file, *args)
 
 
-def render(overlay: str) -> str:
-    """`kubectl kustomize` of an overlay (kubectl's built-in kustomize, the pinned kubectl)."""
-    result = run(BIN / "kubectl", "kustomize", K8S / "overlays" / overlay)
+def kustomize(directory: Path) -> str:
+    """`kubectl kustomize` of a kustomization (kubectl's built-in kustomize, the pinned kubectl)."""
+    result = run(BIN / "kubectl", "kustomize", directory)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
+def render(overlay: str) -> str:
+    return kustomize(K8S / "overlays" / overlay)
+
+
+def parse(rendered: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(rendered) if doc]
+
+
 def manifests(overlay: str) -> list[dict[str, Any]]:
-    return [doc for doc in yaml.safe_load_all(render(overlay)) if doc]
+    return parse(render(overlay))
+
+
+def with_components(tmp_path: Path, overlay: str, *components: str) -> str:
+    """An overlay rendered with extra components from deploy/k8s/components, listed in this order.
+    Kustomize takes relative paths only."""
+    (tmp_path / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "resources": [os.path.relpath(K8S / "overlays" / overlay, tmp_path)],
+                "components": [os.path.relpath(K8S / "components" / c, tmp_path) for c in components],
+            }
+        )
+    )
+    return kustomize(tmp_path)
 
 
 def find(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:

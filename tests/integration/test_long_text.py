@@ -6,7 +6,6 @@ the session's generator and vocoder, so several segments are cheap to produce.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import subprocess
@@ -30,7 +29,7 @@ from voxserve.gateway.config import load
 from voxserve.gateway.pipeline import SegmentStats, remote_runner
 from voxserve.gateway.synthesis import Synthesis
 from voxserve.gateway.voices import VoiceRegistry
-from voxserve.stack import LocalStack, free_port, wait_serving
+from voxserve.stack import LocalStack, wait_serving
 from voxserve.v1 import generator_pb2, generator_pb2_grpc, speech_pb2, speech_pb2_grpc, vocoder_pb2_grpc
 
 SAMPLES_PER_TOKEN = 320
@@ -62,7 +61,7 @@ def registry_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gateway(stack: LocalStack, tiny_pack: Pack, registry_file: Path, tmp_path_factory) -> Iterator[str]:  # type: ignore[no-untyped-def]
-    ports = dataclasses.replace(stack.ports, gateway=free_port(), gateway_metrics=free_port())
+    ports = stack.ports.fresh("gateway")
     env = {
         "VOXSERVE_GATEWAY_SEGMENT_MAX_CHARS": str(SEGMENT_MAX_CHARS),
         "VOXSERVE_GATEWAY_VOICES_FILE": str(registry_file),

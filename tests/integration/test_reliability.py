@@ -6,7 +6,6 @@ generator, so a stopped or overloaded service never disturbs the other tests.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import signal
 import threading
@@ -22,7 +21,7 @@ from tests.integration.test_lifecycle import wait_not_serving
 from voxserve.client import synthesize
 from voxserve.families.pack import Pack
 from voxserve.scrape import scrape
-from voxserve.stack import LocalStack, free_port, wait_serving
+from voxserve.stack import LocalStack, wait_serving
 from voxserve.v1 import generator_pb2, speech_pb2, speech_pb2_grpc
 
 SAMPLES_PER_TOKEN = 320
@@ -36,9 +35,9 @@ def own_services(
     stack: LocalStack, pack: Pack, logs: Path, services: tuple[str, ...], env: dict[str, str]
 ) -> LocalStack:
     """`services` started anew on free ports; the rest of the chain is the session stack's."""
-    ports = dataclasses.replace(stack.ports)
+    ports = stack.ports
     for service in services:
-        ports = dataclasses.replace(ports, **{service: free_port(), f"{service}_metrics": free_port()})
+        ports = ports.fresh(service)
     local = LocalStack(pack.root, ports, env=env, log_dir=logs)
     for service in services:
         process = local.start_service(service)

@@ -13,8 +13,11 @@ from voxserve.common.logging import configure_logging, get_logger
 from voxserve.common.server import MAX_MESSAGE_BYTES, ServiceSpec, listen_credentials, serve
 from voxserve.gateway.config import PREFIX, GatewayConfig
 from voxserve.gateway.enrolment import VoiceEnrolment
+from voxserve.gateway.http.api import Readiness, http_app
+from voxserve.gateway.http.server import HttpServer
 from voxserve.gateway.pipeline import Replicas, remote_runner
 from voxserve.gateway.servicer import SpeechServicer
+from voxserve.gateway.speech import SpeechCore
 from voxserve.gateway.voice_directory import VoiceDirectory
 from voxserve.gateway.voice_store import VoiceCache, VoiceStore, open_voice_store
 from voxserve.gateway.voices import VoiceRegistry
@@ -82,13 +85,10 @@ async def run(config: GatewayConfig) -> None:
     vocoders = [vocoder_pb2_grpc.VocoderStub(c) for c in vocoder_channels]
     runner = remote_runner([generator_pb2_grpc.GeneratorStub(c) for c in generator_channels], vocoders)
     voices = VoiceDirectory(registry, stored)
-    servicer = SpeechServicer(
-        voices,
-        runner,
-        config,
-        enrolment=VoiceEnrolment(voices, Replicas(vocoders), config),
-        keyed=len(api_keys(config)) > 0,
-    )
+    keys = api_keys(config)
+    core = SpeechCore(voices, runner, config)
+    enrolment = VoiceEnrolment(voices, Replicas(vocoders), config)
+    servicer = SpeechServicer(voices, runner, config, enrolment=enrolment, keyed=len(keys) > 0, core=core)
 
     async def close() -> None:
         for open_channel in (*generator_channels, *vocoder_channels):
@@ -96,7 +96,29 @@ async def run(config: GatewayConfig) -> None:
         await stored.stop()
         await store.close()
 
-    await serve(speech_service(servicer, on_stop=close, interceptors=checks), config)
+    spec = speech_service(servicer, on_stop=close, interceptors=checks)
+    if config.http_port:
+        readiness = Readiness()
+        http = HttpServer(
+            http_app(core, enrolment, config, keys, readiness),
+            config.host,
+            config.http_port,
+            grace_seconds=config.grace_seconds,
+            setting=f"{PREFIX}HTTP_PORT",
+        )
+
+        async def serving() -> None:
+            await http.start()
+            readiness.ready = True
+            log.info("serving HTTP", address=f"{config.host}:{http.port}")
+
+        async def draining() -> None:
+            readiness.draining = True
+            await http.stop()
+
+        spec.on_serving, spec.on_draining = serving, draining
+
+    await serve(spec, config)
 
 
 def speech_service(

@@ -30,6 +30,18 @@ class GatewayConfig(ServiceConfig):
 
     port: int = setting(50051, "gRPC port of the public Speech API")
     metrics_port: int = setting(9101, "Prometheus metrics port; 0 disables")
+    http_port: int = setting(
+        8080,
+        "Port of the OpenAI-style HTTP API, its WebSocket and the playground page (same host); 0 disables",
+    )
+    http_cors_origins: str = setting(
+        "", "Origins allowed to call the HTTP API from a browser, comma-separated ('*': any); empty: none"
+    )
+    http_model: str = setting(
+        "voxserve",
+        "The model id GET /v1/models lists; POST /v1/audio/speech also accepts the served families' "
+        "names and OpenAI's TTS model names (tts-1, tts-1-hd, gpt-4o-mini-tts) for it",
+    )
     generator_address: str = setting(
         "127.0.0.1:50052",
         "Generator replicas: gRPC targets, comma-separated; segments take them in turn, and one "
@@ -138,6 +150,12 @@ class GatewayConfig(ServiceConfig):
             raise ConfigError(
                 f"{self.name('voice_store')} is empty: give an SQLite file path or a PostgreSQL URL"
             )
+        if not 0 <= self.http_port <= 65535:
+            raise ConfigError(f"{self.name('http_port')} must be 0 (off) or a port number")
+        if self.http_port and self.http_port in (self.port, self.metrics_port):
+            raise ConfigError(f"{self.name('http_port')} {self.http_port} is taken by another listener")
+        if not self.http_model.strip():
+            raise ConfigError(f"{self.name('http_model')} is empty")
         if self.upstream_tls_server_name and self.upstream_tls_ca_file is None:
             up = UPSTREAM_PREFIX
             raise ConfigError(f"{up}TLS_SERVER_NAME needs {up}TLS_CA_FILE: names are checked over TLS")

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 
 import grpc
 
+from voxserve.common.admission import Admission
 from voxserve.common.logging import get_logger
 from voxserve.common.request_id import outgoing_metadata
 from voxserve.common.status import AlreadyExists, FailedPrecondition, InvalidArgument
@@ -58,6 +59,8 @@ class VoiceEnrolment:
         self.encoders = encoders
         self.config = config
         self.limits = ReferenceLimits(config.min_reference_seconds, config.max_reference_seconds)
+        # One cap for both front ends: gRPC CreateVoice and HTTP POST /v1/audio/voices.
+        self.admission = Admission(config.max_enrolments, "voice enrolments")
 
     async def create(
         self,

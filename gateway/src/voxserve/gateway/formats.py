@@ -10,6 +10,7 @@ import struct
 from typing import Protocol
 
 import av
+import av.audio.stream
 import numpy as np
 import numpy.typing as npt
 import soxr
@@ -128,8 +129,8 @@ class MulawEncoder:
         return b""
 
 
-class _Sink:
-    """Collects what the muxer writes so each call can hand on the Ogg pages completed so far."""
+class MuxerSink:
+    """Collects what a muxer writes so each call can hand on the bytes completed so far."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -144,16 +145,29 @@ class _Sink:
         return data
 
 
-class OggOpusEncoder:
-    """Opus in Ogg through PyAV; one page per 20 ms packet so pages stream out as they fill."""
+class MuxedEncoder:
+    """A codec in a streamable container through PyAV (FFmpeg): what the muxer has written is
+    handed on after every chunk. PyAV re-frames and converts the float32 chunks to the codec's
+    frame size and sample format."""
 
-    def __init__(self, rate: int, bitrate: int = 32000) -> None:
+    def __init__(
+        self,
+        container: str,
+        codec: str,
+        rate: int,
+        *,
+        bitrate: int | None = None,
+        options: dict[str, str] | None = None,
+    ) -> None:
         self._rate = rate
         self._pts = 0
-        self._sink = _Sink()
-        self._container = av.open(self._sink, "w", format="ogg", options={"page_duration": "20000"})
-        self._stream = self._container.add_stream("libopus", rate=rate, layout="mono")
-        self._stream.bit_rate = bitrate
+        self._sink = MuxerSink()
+        self._container = av.open(self._sink, "w", format=container, options=options or {})
+        stream = self._container.add_stream(codec, rate=rate, layout="mono")
+        assert isinstance(stream, av.audio.stream.AudioStream)  # an audio codec's stream
+        self._stream = stream
+        if bitrate is not None:
+            self._stream.bit_rate = bitrate
 
     def encode(self, pcm_f32: F32) -> bytes:
         if len(pcm_f32):
@@ -167,10 +181,15 @@ class OggOpusEncoder:
 
     def finish(self) -> bytes:
         if self._pts == 0:
-            self._container.start_encoding()  # at least the Opus headers, though no audio pages
+            self._container.start_encoding()  # at least the headers, though no audio
         self._container.mux(self._stream.encode(None))
         self._container.close()
         return self._sink.take()
+
+
+def ogg_opus_encoder(rate: int, bitrate: int = 32000) -> MuxedEncoder:
+    """Opus in Ogg; one page per 20 ms packet so pages stream out as they fill."""
+    return MuxedEncoder("ogg", "libopus", rate, bitrate=bitrate, options={"page_duration": "20000"})
 
 
 class OutputStream:
@@ -189,7 +208,7 @@ class OutputStream:
         elif self.encoding == speech_pb2.MULAW:
             self._encoder = MulawEncoder()
         elif self.encoding == speech_pb2.OGG_OPUS:
-            self._encoder = OggOpusEncoder(self.sample_rate, opus_bitrate)
+            self._encoder = ogg_opus_encoder(self.sample_rate, opus_bitrate)
         else:
             self._encoder = Pcm16Encoder()
 

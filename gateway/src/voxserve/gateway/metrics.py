@@ -16,3 +16,8 @@ ENROLMENTS = Counter(
     "upstream_error, cancelled, error",
     ["outcome"],
 )
+HTTP_REQUESTS = Counter(
+    "voxserve_gateway_http_requests_total",
+    "HTTP API requests by route template and status (101: a WebSocket accepted)",
+    ["route", "status"],
+)

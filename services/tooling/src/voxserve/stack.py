@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -40,10 +41,21 @@ class Ports:
     gateway_metrics: int = 9101
     generator_metrics: int = 9102
     vocoder_metrics: int = 9103
+    gateway_http: int = 8080
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(6)))
+        return cls(*(free_port() for _ in dataclasses.fields(cls)))
+
+    def fresh(self, service: str) -> Ports:
+        """These ports, with every port of `service` (API, metrics, HTTP) moved to a free one."""
+        own = [
+            f.name for f in dataclasses.fields(self) if f.name == service or f.name.startswith(service + "_")
+        ]
+        return dataclasses.replace(self, **{name: free_port() for name in own})
+
+    def http_url(self, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.gateway_http}{path}"
 
     def address(self, service: str) -> str:
         return f"127.0.0.1:{getattr(self, service)}"
@@ -119,6 +131,7 @@ class LocalStack:
         if service == "gateway":
             env[f"{prefix}GENERATOR_ADDRESS"] = self.ports.address("generator")
             env[f"{prefix}VOCODER_ADDRESS"] = self.ports.address("vocoder")
+            env[f"{prefix}HTTP_PORT"] = str(self.ports.gateway_http)
             voices = Pack(Path(self.pack)).voices_file
             if voices is not None:  # the pack's own voices (an s3 pack's prompt voices)
                 env[f"{prefix}VOICES_FILE"] = str(voices)

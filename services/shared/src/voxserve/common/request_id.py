@@ -41,9 +41,16 @@ def _from_context(context: grpc.aio.ServicerContext) -> str:
 
 def bind(context: grpc.aio.ServicerContext) -> None:
     """Make the call's request id the current one (and part of every log line)."""
-    rid = _from_context(context)
+    bind_id(_from_context(context))
+
+
+def bind_id(rid: str) -> str:
+    """Make `rid` (a caller's, cut to 64 characters, or a new one when empty) the current request
+    id and part of every log line; returns it. For front ends other than gRPC (HTTP)."""
+    rid = rid[:64] or new_request_id()
     _current.set(rid)
     structlog.contextvars.bind_contextvars(request_id=rid)
+    return rid
 
 
 class RequestIdInterceptor(grpc.aio.ServerInterceptor):

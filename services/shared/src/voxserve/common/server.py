@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 import prometheus_client
@@ -43,6 +44,10 @@ class ServiceSpec:
     register: Callable[[grpc.aio.Server], None]
     service_names: Sequence[str]
     on_stop: Callable[[], Awaitable[None]] | None = None
+    # Another listener of the same process (the gateway's HTTP API): started once the gRPC server
+    # runs and before health reports SERVING; drained beside it on a stop, with the same grace.
+    on_serving: Callable[[], Coroutine[Any, Any, None]] | None = None
+    on_draining: Callable[[], Coroutine[Any, Any, None]] | None = None
     # Run after the request-id interceptor, in order (so their log lines carry the request id).
     interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
 
@@ -146,6 +151,12 @@ async def serve(spec: ServiceSpec, config: ServiceConfig) -> None:
         prometheus_client.start_http_server(config.metrics_port, addr=config.host)
 
     await server.start()
+    if spec.on_serving is not None:
+        try:
+            await spec.on_serving()
+        except BaseException:
+            await server.stop(None)
+            raise
     for name in health_names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     log.info(
@@ -166,7 +177,10 @@ async def serve(spec: ServiceSpec, config: ServiceConfig) -> None:
     log.info("stopping", service=spec.name, grace_seconds=config.grace_seconds)
     for name in health_names:
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    draining = asyncio.create_task(spec.on_draining()) if spec.on_draining is not None else None
     await server.stop(config.grace_seconds)
+    if draining is not None:
+        await draining
     if spec.on_stop is not None:
         await spec.on_stop()
     log.info("stopped", service=spec.name)

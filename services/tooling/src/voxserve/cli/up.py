@@ -11,7 +11,10 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
-    parser.add_argument("--port", type=int, default=50051, help="gateway port")
+    parser.add_argument("--port", type=int, default=50051, help="gateway port (gRPC)")
+    parser.add_argument(
+        "--http-port", type=int, default=8080, help="gateway HTTP port (OpenAI-style API, playground); 0: off"
+    )
     parser.add_argument("--log-dir", default=".voxserve/logs")
     parser.set_defaults(func=run)
 
@@ -22,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     stack = LocalStack(
         resolve_pack(args.pack).root,
-        Ports(gateway=args.port),
+        Ports(gateway=args.port, gateway_http=args.http_port),
         log_dir=Path(args.log_dir) if args.log_dir else None,
     )
     stopping = False
@@ -36,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
         stack.start()
         print(
             f"voxserve up in {time.monotonic() - started:.1f} s: gateway {stack.ports.address('gateway')} "
-            f"(generator {stack.ports.address('generator')}, vocoder {stack.ports.address('vocoder')}); "
+            + (f"(HTTP and playground {stack.ports.http_url('/')}) " if args.http_port else "")
+            + f"(generator {stack.ports.address('generator')}, vocoder {stack.ports.address('vocoder')}); "
             "Ctrl-C stops",
             flush=True,
         )
