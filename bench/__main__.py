@@ -2,6 +2,7 @@
 
 python -m bench run --compare baseline                  # the full comparison on the embedded pack
 python -m bench run --concurrency 1,2,4 --systems voxserve --max-tokens 100
+python -m bench run --systems voxserve --client grpc,http --concurrency 1,8   # HTTP front vs gRPC
 python -m bench vocoder --concurrency 1,8,16,32,64      # the vocoder tier alone, tokens paced at 2x
 python -m bench scaling                                 # vocoder compute per audio second, 5 s vs 60 s
 python -m bench s3gen                                   # S3Gen streamed vs offline vs prefix re-run
@@ -33,6 +34,7 @@ from bench.chatterbox_enrolment import add_arguments as chatterbox_enrolment_arg
 from bench.enrolment import add_arguments as enrolment_arguments
 
 DEFAULT_OUT = Path(__file__).parent / "results"
+DEFAULT_MAX_TOKENS = 250
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -53,6 +55,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.runner import SYSTEMS, BenchSettings, run_bench
 
     systems = args.systems or (SYSTEMS if args.compare == "baseline" else ("voxserve", "voxserve-bs1"))
+    if args.max_tokens is None:
+        # The HTTP API has no token cap, so a run that compares it leaves every request uncapped.
+        args.max_tokens = 0 if "http" in args.client else DEFAULT_MAX_TOKENS
     settings = BenchSettings(
         concurrency=args.concurrency,
         systems=tuple(systems),
@@ -65,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         scaling=not args.no_scaling,
         kinds=args.kinds,
         request_timeout=args.request_timeout,
+        clients=args.client,
     )
     run_bench(_pack(args.pack), settings, Path(args.out))
     return 0
@@ -218,7 +224,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--requests-per-client", type=int, default=2)
     run.add_argument("--duration", type=float, default=None, help="seconds per level instead of a count")
     run.add_argument(
-        "--max-tokens", type=int, default=250, help="semantic tokens per request (0: server default)"
+        "--max-tokens",
+        type=int,
+        default=None,
+        help=f"semantic tokens per request (0: the gateway's default cap); default {DEFAULT_MAX_TOKENS}, "
+        "0 with --client http",
+    )
+    run.add_argument(
+        "--client",
+        type=_names,
+        default=("grpc",),
+        help="how requests reach the systems: grpc, http or grpc,http (HTTP POST /v1/audio/speech "
+        "beside gRPC on the same running system, compared per level; gateway-fronted systems only)",
     )
     run.add_argument("--voice", default="default")
     run.add_argument("--kinds", type=_names, default=(), help="corpus groups: short,medium,long,hindi")

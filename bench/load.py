@@ -57,6 +57,26 @@ class StreamRecord:
 
 
 @dataclass
+class Claims:
+    """Request indexes for a closed loop, until `requests` are out or `duration` has passed.
+
+    One event loop: a claim cannot interleave with another client's claim."""
+
+    requests: int | None
+    duration: float | None
+    start: float = field(default_factory=time.perf_counter)
+    issued: int = 0
+
+    def next(self) -> int | None:
+        if self.requests is not None and self.issued >= self.requests:
+            return None
+        if self.duration is not None and time.perf_counter() - self.start >= self.duration:
+            return None
+        self.issued += 1
+        return self.issued - 1
+
+
+@dataclass
 class LoadResult:
     records: list[StreamRecord] = field(default_factory=list)
     wall_seconds: float = 0.0
@@ -126,13 +146,14 @@ async def run_load(
     duration: float | None = None,
     voice: str = "default",
     max_tokens: int | None = None,
+    sample_rate: int = 0,
     seed_base: int = 0,
     # The per-call gRPC deadline, not a bound on the whole run (which `duration` sets).
     timeout: float = 300,  # noqa: ASYNC109
 ) -> LoadResult:
     """Run `concurrency` closed-loop clients until `requests` requests have been started or
     `duration` seconds have passed (whichever comes first when both are given). No request
-    starts after the duration; those in flight run to the end."""
+    starts after the duration; those in flight run to the end. `sample_rate` 0 is the voice's own."""
     if concurrency < 1:
         raise ValueError(f"concurrency must be >= 1, got {concurrency}")
     if requests is None and duration is None:
@@ -140,24 +161,12 @@ async def run_load(
     if not texts:
         raise ValueError("no texts")
 
-    next_request = 0
-
     async with grpc.aio.insecure_channel(address) as channel:
         # Connect before the clock starts so the first requests' TTFA is not the TCP handshake.
         await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT_SECONDS)
         stub = speech_pb2_grpc.SpeechStub(channel)
-        run_start = time.perf_counter()
-
-        def claim() -> int | None:
-            # Single event loop: claiming an index cannot interleave with another client's claim.
-            nonlocal next_request
-            if requests is not None and next_request >= requests:
-                return None
-            if duration is not None and time.perf_counter() - run_start >= duration:
-                return None
-            index = next_request
-            next_request += 1
-            return index
+        claims = Claims(requests, duration)
+        run_start = claims.start
 
         async def one(index: int, number: int, turn: int) -> StreamRecord:
             text = pick(texts, number, turn)
@@ -165,11 +174,15 @@ async def run_load(
             if max_tokens is not None:
                 sampling.max_tokens = max_tokens
             request = speech_pb2.SynthesizeRequest(
-                text=text.text, voice=voice, encoding=speech_pb2.PCM16, sampling=sampling
+                text=text.text,
+                voice=voice,
+                encoding=speech_pb2.PCM16,
+                sampling=sampling,
+                sample_rate=sample_rate,
             )
             return await _one_stream(stub, request, timeout, run_start, index, number, text, concurrency)
 
-        records = await closed_loop(concurrency, claim, one)
+        records = await closed_loop(concurrency, claims.next, one)
         wall = time.perf_counter() - run_start
 
     return LoadResult(records=records, wall_seconds=wall)

@@ -20,6 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
+from bench.client_comparison import compare_clients, comparison_table
 from bench.load import LoadResult
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +46,8 @@ class LevelSummary:
     """Audio of the successful streams."""
     wall_seconds: float
     audio_seconds_per_wall_second: float
+    total_p50: float | None = None
+    """Median request time, sent -> stream closed, over successful streams."""
 
 
 def _percentile(values: Sequence[float], q: float) -> float | None:
@@ -71,6 +74,7 @@ def summarize(result: LoadResult, concurrency: int) -> LevelSummary:
         audio_seconds=audio,
         wall_seconds=result.wall_seconds,
         audio_seconds_per_wall_second=audio / result.wall_seconds if result.wall_seconds > 0 else 0.0,
+        total_p50=_percentile([r.total_seconds for r in ok], 50),
     )
 
 
@@ -103,6 +107,8 @@ class BenchRun:
     systems: dict[str, list[LevelSummary]]
     """System name -> its levels, in increasing concurrency."""
     scaling: dict[str, Any] | None = None
+    http_vs_grpc: list[dict[str, Any]] = field(default_factory=list)
+    """`bench.client_comparison.compare_clients` of `systems`, where some were measured both ways."""
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
 
@@ -292,6 +298,9 @@ def markdown_table(run: BenchRun, baseline: str = "baseline") -> str:
     lines = [_md_row(header), _md_row(["---"] * len(header)), *(_md_row(r) for r in rows)]
     sustained = ", ".join(f"{name} {sustained_streams(levels)}" for name, levels in run.systems.items())
     lines += ["", f"Sustained streams (no underrun, no error up to that level): {sustained}"]
+    if comparison := comparison_table(compare_clients(run.systems)):
+        lines += ["", "HTTP (`POST /v1/audio/speech`, pcm) against gRPC (`Synthesize`), same system:", ""]
+        lines += comparison
     if run.scaling:
         lines += ["", *_scaling_table(run.scaling)]
     return "\n".join(lines) + "\n"

@@ -119,3 +119,18 @@ def test_the_http_probes_component_probes_readyz_and_healthz(
     untouched = manifests(overlay)
     for service in ("generator", "vocoder"):
         assert container(docs, service) == container(untouched, service)
+
+
+def test_a_tls_gateway_gets_https_probes_from_the_http_probes_tls_component(tmp_path: Path) -> None:
+    """gpu-mtls gives the gateway a certificate, which its HTTP port serves too: the probes that
+    reach it must speak HTTPS."""
+    assert "VOXSERVE_GATEWAY_TLS_CERT_FILE" in env_of(container(manifests("gpu-mtls"), "gateway"))
+    rendered = with_components(tmp_path, "gpu-mtls", "http-probes", "http-probes-tls")
+    result = run(
+        BIN / "kubernetes-validate", "--strict", "--quiet", "-k", KUBERNETES_VERSIONS[-1], "-", stdin=rendered
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    gateway = container(parse(rendered), "gateway")
+    for probe, path in (("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        assert set(gateway[probe]) & {"grpc", "exec", "httpGet", "tcpSocket"} == {"httpGet"}
+        assert gateway[probe]["httpGet"] == {"path": path, "port": "http", "scheme": "HTTPS"}

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 import soundfile
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -210,3 +212,16 @@ def test_voxserve_health_checks_a_mutual_tls_service_with_a_client_certificate(
     assert capsys.readouterr().out.strip() == f"{address}: SERVING"
     assert main(["health", "--address", address, *tls, "--timeout", "5"]) == 1, "no client certificate"
     assert address in capsys.readouterr().err
+
+
+def test_the_http_api_serves_tls_with_the_gateways_certificate(tls_stack: LocalStack, pki: Pki) -> None:
+    """The gateway's TLS settings cover its HTTP port too: HTTPS with the same certificate, the
+    same keys; a plaintext request gets no answer."""
+    url = f"https://localhost:{tls_stack.ports.gateway_http}"
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(pki.ca)), timeout=10) as client:
+        assert client.get(url + "/readyz").json() == {"status": "ready"}
+        assert client.get(url + "/v1/models").status_code == 401
+        models = client.get(url + "/v1/models", headers={"authorization": f"Bearer {KEYS[0]}"})
+        assert models.json()["data"][0]["id"] == "voxserve"
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://localhost:{tls_stack.ports.gateway_http}/readyz", timeout=10)

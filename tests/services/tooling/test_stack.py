@@ -3,10 +3,14 @@ gateway reaches its upstreams with; a TLS service without a CA to check it is a 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
+from typing import ClassVar
 
 import pytest
 
+import voxserve.stack as stack_module
 from tests.services.shared.common.test_security import write_pki
 from voxserve.cli import main
 from voxserve.common.config import ConfigError
@@ -70,3 +74,63 @@ def test_voxserve_health_refuses_half_a_client_certificate(
 ) -> None:
     assert main(["health", *flags]) == 2
     assert "--cert and --key go together, and need --ca" in capsys.readouterr().err
+
+
+def test_free_ports_are_distinct_for_every_field() -> None:
+    for _ in range(20):
+        ports = dataclasses.asdict(Ports.free())
+        assert set(ports) >= {"gateway", "gateway_metrics", "gateway_http"}
+        assert len(set(ports.values())) == len(ports), ports
+        assert all(1024 <= port <= 65535 for port in ports.values())
+
+
+class LowestFreePortSocket:
+    """A system that binds port 0 to its lowest free port: a port just closed is given again."""
+
+    bound: ClassVar[set[int]] = set()
+
+    def __init__(self) -> None:
+        self.port = 0
+
+    def __enter__(self) -> LowestFreePortSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def bind(self, address: tuple[str, int]) -> None:
+        self.port = min(set(range(40000, 40100)) - self.bound)
+        self.bound.add(self.port)
+
+    def getsockname(self) -> tuple[str, int]:
+        return ("127.0.0.1", self.port)
+
+    def close(self) -> None:
+        self.bound.discard(self.port)
+
+
+def test_free_ports_are_distinct_where_closed_ports_are_reused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(stack_module, "socket", SimpleNamespace(socket=LowestFreePortSocket))
+    ports = dataclasses.asdict(Ports.free())
+    assert len(set(ports.values())) == len(ports), ports
+    moved = Ports.free().fresh("gateway")
+    assert len({moved.gateway, moved.gateway_metrics, moved.gateway_http}) == 3
+
+
+def test_fresh_moves_every_port_of_one_service_and_no_other() -> None:
+    # Ports no free port can be (below 1024): each moved one is seen to move.
+    before = Ports(*range(1, len(dataclasses.fields(Ports)) + 1))
+    after = before.fresh("gateway")
+    moved = {name for name, port in dataclasses.asdict(after).items() if port != getattr(before, name)}
+    assert moved == {"gateway", "gateway_metrics", "gateway_http"}
+    assert before.fresh("generator").gateway_http == before.gateway_http
+
+
+def test_the_gateway_gets_its_http_port(tmp_path: Path) -> None:
+    ports = Ports.free()
+    stack = LocalStack(tmp_path, ports)
+    assert stack.service_env("gateway")["VOXSERVE_GATEWAY_HTTP_PORT"] == str(ports.gateway_http)
+    assert "VOXSERVE_GENERATOR_HTTP_PORT" not in stack.service_env("generator")
+    assert ports.http_url("/v1/models") == f"http://127.0.0.1:{ports.gateway_http}/v1/models"

@@ -10,7 +10,7 @@ from voxserve.common import tls
 from voxserve.common.auth import ApiKeys, api_key_interceptors
 from voxserve.common.config import ConfigError
 from voxserve.common.logging import configure_logging, get_logger
-from voxserve.common.server import MAX_MESSAGE_BYTES, ServiceSpec, listen_credentials, serve
+from voxserve.common.server import MAX_MESSAGE_BYTES, ServiceSpec, listen_credentials, serve, tls_mode
 from voxserve.gateway.config import PREFIX, GatewayConfig
 from voxserve.gateway.enrolment import VoiceEnrolment
 from voxserve.gateway.http.api import Readiness, http_app
@@ -105,12 +105,15 @@ async def run(config: GatewayConfig) -> None:
             config.http_port,
             grace_seconds=config.grace_seconds,
             setting=f"{PREFIX}HTTP_PORT",
+            cert_file=config.tls_cert_file,
+            key_file=config.tls_key_file,
+            client_ca_file=config.tls_client_ca_file,
         )
 
         async def serving() -> None:
             await http.start()
             readiness.ready = True
-            log.info("serving HTTP", address=f"{config.host}:{http.port}")
+            log.info("serving HTTP", address=f"{config.host}:{http.port}", tls=tls_mode(config))
 
         async def draining() -> None:
             readiness.draining = True

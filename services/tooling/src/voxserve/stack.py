@@ -33,6 +33,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: each socket stays bound until all are chosen, so the system
+    cannot hand out one port twice."""
+    with contextlib.ExitStack() as held:
+        sockets = [held.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+
+
 @dataclass(frozen=True)
 class Ports:
     gateway: int = 50051
@@ -45,14 +55,14 @@ class Ports:
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in dataclasses.fields(cls)))
+        return cls(*free_ports(len(dataclasses.fields(cls))))
 
     def fresh(self, service: str) -> Ports:
         """These ports, with every port of `service` (API, metrics, HTTP) moved to a free one."""
         own = [
             f.name for f in dataclasses.fields(self) if f.name == service or f.name.startswith(service + "_")
         ]
-        return dataclasses.replace(self, **{name: free_port() for name in own})
+        return dataclasses.replace(self, **dict(zip(own, free_ports(len(own)), strict=True)))
 
     def http_url(self, path: str = "") -> str:
         return f"http://127.0.0.1:{self.gateway_http}{path}"

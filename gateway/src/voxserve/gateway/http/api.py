@@ -3,6 +3,7 @@ readiness, metrics, CORS)."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from voxserve.common.auth import ApiKeys
+from voxserve.common.logging import get_logger
 from voxserve.common.request_id import METADATA_KEY as REQUEST_ID_HEADER
 from voxserve.common.request_id import bind_id
 from voxserve.common.status import CallError
@@ -32,11 +34,15 @@ from voxserve.gateway.http.voices_route import VoicesRoute
 from voxserve.gateway.http.websocket_route import SpeechSocket
 from voxserve.gateway.speech import SpeechCore
 
+log = get_logger(__name__)
+
 STATIC = Path(__file__).parent / "static"
 # Paths a client needs no key for: the page, its files and the probes.
 OPEN_PREFIXES = ("/static/",)
 OPEN_PATHS = ("/", "/healthz", "/readyz")
 VOICE_PATH = "/v1/audio/voices/"
+# Probes and page files would drown the log; they are counted in metrics all the same.
+QUIET_ROUTES = ("/healthz", "/readyz", "/static")
 
 
 @dataclass
@@ -76,6 +82,7 @@ class RequestContext:
         rid = bind_id(headers.get(REQUEST_ID_HEADER, ""))
         path: str = scope["path"]
         status = 0
+        started = time.monotonic()
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -95,7 +102,16 @@ class RequestContext:
                 return
             await self.app(scope, receive, send_with_id)
         finally:
-            metrics.HTTP_REQUESTS.labels(route_label(path), str(status or 500)).inc()
+            route = route_label(path)
+            metrics.HTTP_REQUESTS.labels(route, str(status or 500)).inc()
+            if route not in QUIET_ROUTES:
+                log.info(
+                    "http request",
+                    method=scope.get("method", "WEBSOCKET"),
+                    route=route,
+                    status=status or 500,
+                    seconds=round(time.monotonic() - started, 4),
+                )
 
     def _refusal(self, scope: Scope, headers: Headers) -> ApiError | None:
         if self.readiness.draining:

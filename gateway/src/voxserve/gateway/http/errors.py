@@ -73,7 +73,9 @@ class ApiError(Exception):
         if isinstance(error, Overloaded) or (isinstance(error, UpstreamError) and error.trailers):
             headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         param = None
-        if status == 400 and (match := _LEADING_FIELD.match(message)):
+        # A relayed upstream message starts with the upstream's name, not a field of the request.
+        upstream = isinstance(error, UpstreamError)
+        if status == 400 and not upstream and (match := _LEADING_FIELD.match(message)):
             param = match.group(1)
         return cls(status, message, param=param, code=error.outcome, headers=headers)
 

@@ -18,6 +18,7 @@ from voxserve.gateway.http.models import ServedModel
 from voxserve.gateway.http.streaming import Item, StreamedBody
 from voxserve.gateway.speech import AudioPiece, SpeechCore
 from voxserve.gateway.tempo import MAX_SPEED, MIN_SPEED
+from voxserve.gateway.voices import Voice
 from voxserve.v1 import speech_pb2
 
 STREAM_FORMATS = ("audio", "sse")
@@ -81,6 +82,18 @@ def usage(summary: speech_pb2.Summary) -> dict[str, int]:
     }
 
 
+async def voice_and_output(
+    core: SpeechCore, config: GatewayConfig, fields: dict[str, Any], scope: str, default_format: str
+) -> tuple[Voice, OpenAIAudio]:
+    """The request's voice (of the caller's scope) and its audio output: format and speed."""
+    voice_id = string_field(fields, "voice")
+    response_format = choice_field(fields, "response_format", list(FORMATS), default_format)
+    speed = speed_field(fields)
+    voice = await core.voice(scope, voice_id, field="voice")
+    rate = voice.family.sample_rate
+    return voice, OpenAIAudio(response_format, rate, speed, opus_bitrate=config.opus_bitrate)
+
+
 class SpeechRoute:
     def __init__(self, core: SpeechCore, model: ServedModel, config: GatewayConfig) -> None:
         self.core = core
@@ -92,16 +105,10 @@ class SpeechRoute:
         body = await json_body(request)
         self.model.check(body.get("model"))
         text = self.core.text(string_field(body, "input"), field="input")
-        voice_id = string_field(body, "voice")
-        response_format = choice_field(body, "response_format", list(FORMATS), "mp3")
         stream_format = choice_field(body, "stream_format", STREAM_FORMATS, "audio")
-        speed = speed_field(body)
         string_field(body, "instructions", "")  # accepted; these models take no instructions
-        voice = await self.core.voice(request.state.voice_scope, voice_id, field="voice")
-        output = OpenAIAudio(
-            response_format, voice.family.sample_rate, speed, opus_bitrate=self.config.opus_bitrate
-        )
-        synthesis = self.core.synthesis(voice, speech_pb2.SynthesizeRequest(text=text, voice=voice_id))
+        voice, output = await voice_and_output(self.core, self.config, body, request.state.voice_scope, "mp3")
+        synthesis = self.core.synthesis(voice, speech_pb2.SynthesizeRequest(text=text, voice=voice.id))
         items = self.core.stream(synthesis, self.core.segments(text), output, arrived)
         if stream_format == "sse":
             return StreamedBody(
@@ -121,4 +128,12 @@ def audio_frame(item: Item) -> bytes:
 def sse_frame(item: Item) -> bytes:
     if isinstance(item, AudioPiece):
         return sse_event({"type": "speech.audio.delta", "audio": base64.b64encode(item.data).decode("ascii")})
-    return sse_event({"type": "speech.audio.done", "usage": usage(item)})
+    # OpenAI's event has the usage alone; `summary` adds voxserve's own figures for the request.
+    summary = {
+        "request_id": item.request_id,
+        "first_audio_seconds": item.first_audio_seconds,
+        "total_seconds": item.total_seconds,
+        "audio_seconds": item.audio_seconds,
+        "samples": item.samples,
+    }
+    return sse_event({"type": "speech.audio.done", "usage": usage(item), "summary": summary})

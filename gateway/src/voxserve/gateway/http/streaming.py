@@ -57,7 +57,7 @@ class StreamedBody(Response):
                 with contextlib.suppress(asyncio.CancelledError):
                     await producer
         if finished:
-            producer.result()  # an error after the headers: uvicorn cuts the connection
+            producer.result()
 
     async def _produce(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with contextlib.aclosing(self.items) as items:
@@ -80,7 +80,7 @@ class StreamedBody(Response):
                 log.warning("speech failed after its first bytes", status=error.status, error=error.message)
                 framed = self.frame_error(error)
                 if framed is None:
-                    raise  # the body stays incomplete, so the client sees a failed transfer
+                    return  # the body stays incomplete (uvicorn closes it): the client sees a failed transfer
                 await send({"type": "http.response.body", "body": framed, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 

@@ -22,10 +22,9 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from voxserve.common.logging import get_logger
 from voxserve.common.status import CallError, InvalidArgument
 from voxserve.gateway.config import GatewayConfig
-from voxserve.gateway.http.audio_formats import FORMATS, OpenAIAudio
 from voxserve.gateway.http.errors import ApiError
 from voxserve.gateway.http.models import ServedModel
-from voxserve.gateway.http.speech_route import choice_field, speed_field, string_field
+from voxserve.gateway.http.speech_route import string_field, voice_and_output
 from voxserve.gateway.speech import AudioPiece, SpeechCore
 from voxserve.gateway.text_input import TextInput
 from voxserve.v1 import speech_pb2
@@ -34,6 +33,19 @@ log = get_logger(__name__)
 
 NORMAL, POLICY, INTERNAL, TRY_AGAIN = 1000, 1008, 1011, 1013
 _Inbound = speech_pb2.SynthesizeStreamRequest | BaseException | None
+
+
+def summary_json(summary: speech_pb2.Summary) -> dict[str, Any]:
+    """The summary as JSON numbers: protobuf's JSON form writes 64-bit integers as strings."""
+    fields = MessageToDict(
+        summary, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    fields["samples"] = summary.samples
+    fields["timeline"]["segments"] = [
+        {**segment, "samples": timing.samples}
+        for segment, timing in zip(fields["timeline"]["segments"], summary.timeline.segments, strict=True)
+    ]
+    return fields
 
 
 def close_code(error: ApiError) -> int:
@@ -116,13 +128,9 @@ class SpeechSocket:
     ) -> None:
         if "model" in config:
             self.model.check(config["model"])
-        voice_id = string_field(config, "voice")
-        response_format = choice_field(config, "response_format", list(FORMATS), "pcm")
-        speed = speed_field(config)
         first_text = string_field(config, "input", "")
-        voice = await self.core.voice(socket.state.voice_scope, voice_id, field="voice")
-        output = OpenAIAudio(
-            response_format, voice.family.sample_rate, speed, opus_bitrate=self.config.opus_bitrate
+        voice, output = await voice_and_output(
+            self.core, self.config, config, socket.state.voice_scope, "pcm"
         )
         text_input = TextInput(
             requests,
@@ -130,7 +138,7 @@ class SpeechSocket:
             max_chars=self.config.max_stream_text_chars,
             segment_max_chars=self.config.segment_max_chars,
         )
-        synthesis = self.core.synthesis(voice, speech_pb2.SynthesizeRequest(voice=voice_id))
+        synthesis = self.core.synthesis(voice, speech_pb2.SynthesizeRequest(voice=voice.id))
         try:
             async for item in self.core.stream(
                 synthesis, text_input.texts(), output, arrived, check=text_input.check
@@ -138,8 +146,9 @@ class SpeechSocket:
                 if isinstance(item, AudioPiece):
                     await socket.send_bytes(item.data)
                 else:
-                    summary = MessageToDict(item, preserving_proto_field_name=True)
-                    await socket.send_json({"type": "summary", "response_format": response_format, **summary})
+                    await socket.send_json(
+                        {"type": "summary", "response_format": output.format.name, **summary_json(item)}
+                    )
         finally:
             text_input.close()
         await socket.close(NORMAL)
