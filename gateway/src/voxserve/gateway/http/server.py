@@ -13,6 +13,10 @@ from starlette.types import ASGIApp
 
 from voxserve.common.config import ConfigError
 
+# The websockets library's current protocol implementation (uvicorn's "auto" picks the legacy one,
+# which that library deprecates).
+HTTP_WS_PROTOCOL = "websockets-sansio"
+
 
 class HttpServer:
     def __init__(
@@ -37,6 +41,7 @@ class HttpServer:
             log_config=None,  # structlog's handlers stay; uvicorn's own access log is off
             access_log=False,
             timeout_graceful_shutdown=max(1, round(grace_seconds)),
+            ws=HTTP_WS_PROTOCOL,
             ws_max_size=1024 * 1024,
             ssl_certfile=cert_file,
             ssl_keyfile=key_file,
