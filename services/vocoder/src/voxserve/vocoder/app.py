@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 import grpc
 import torch
 
-from voxserve.common.logging import configure_logging
+from voxserve.common.logging import configure_logging, get_logger
 from voxserve.common.server import ServiceSpec, listen_credentials, serve
 from voxserve.families.family import Family
 from voxserve.families.pack import resolve_pack
@@ -20,6 +21,8 @@ from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
 from voxserve.vocoder.servicer import VocoderServicer
 from voxserve.vocoder.stream import ChunkPolicy
 from voxserve.vocoder.voice_encoding import VoiceEncoding
+
+log = get_logger(__name__)
 
 
 def chunk_policy(config: VocoderConfig, codec: Codec, family: Family) -> ChunkPolicy:
@@ -66,6 +69,13 @@ async def run(config: VocoderConfig) -> None:
         scheduler_limits(config, policy),
         batching=config.batching,
         host_load=HostCpuLoad() if on_cpu else None,
+    )
+    warm_up_seconds = await asyncio.to_thread(scheduler.warm_up, codec.warmup_voice())
+    coefficients = scheduler.cost.coefficients
+    log.info(
+        "warmed up",
+        seconds=round(warm_up_seconds, 3),
+        cost_model=None if coefficients is None else dataclasses.asdict(coefficients),
     )
     scheduler.start()
     encoding = VoiceEncoding(codec, max_encodes=config.max_encodes, max_seconds=config.max_encode_seconds)

@@ -7,6 +7,13 @@ the whole batch in a worker thread (torch releases the GIL, so the event loop ke
 frames meanwhile) and hands each stream its samples. A stream that goes away while its window
 is in flight is filtered out of the results.
 
+Batch formation follows measured costs (`cost_model`): a ready window joins the most urgent
+one's forward only when the predicted cost per row falls by more than BATCHING_MARGIN, or when
+the ready windows served one forward each would leave a client dry; and never when the longer
+forward would make a row already in the batch miss a deadline it would otherwise meet. On a CPU,
+where a batch costs about the sum of its rows, that keeps batches small; on a GPU, where it
+costs about one row, they fill.
+
 Urgency: a stream that has sent no audio yet counts as due `first_audio_priority_seconds`
 before it arrived; any other stream is due at its playback deadline (when its client, playing
 in real time from the first sample, runs out). Earliest due goes first. New streams thus go
@@ -29,9 +36,10 @@ from voxserve.common.logging import get_logger
 from voxserve.common.status import Overloaded
 from voxserve.vocoder import metrics
 from voxserve.vocoder.batch import Batch
-from voxserve.vocoder.codecs.base import Codec
+from voxserve.vocoder.codecs.base import Codec, DecodeRow, VoiceConditioning, Window
+from voxserve.vocoder.cost_model import CostModel
 from voxserve.vocoder.load_meter import LoadMeter
-from voxserve.vocoder.stream import ChunkPolicy, DecodeStream, Window
+from voxserve.vocoder.stream import ChunkPolicy, DecodeStream
 
 log = get_logger(__name__)
 
@@ -42,6 +50,10 @@ LOAD_LOW, LOAD_HIGH = 0.25, 0.75
 # look again this often: its lead shrinks with time alone, and so does the chunk it waits for,
 # even when no new token arrives to wake the scheduler.
 RECHECK_SECONDS = 0.02
+# A window joins a batch when one more row lowers the predicted cost per row by more than this.
+BATCHING_MARGIN = 0.05
+# Rows per forward the warm-up measures, at each of its window lengths.
+WARMUP_ROWS = (1, 2, 4, 8)
 
 
 class StreamLimitReached(Overloaded):
@@ -92,6 +104,7 @@ class Scheduler:
         self.limits = limits
         self.max_batch_size = limits.max_batch_size if batching else 1
         self.load_meter = LoadMeter()
+        self.cost = CostModel()
         self.host_load = host_load
         self._streams: dict[int, DecodeStream] = {}
         self._wake = asyncio.Event()
@@ -153,11 +166,19 @@ class Scheduler:
         if self.host_load is not None:
             load = max(load, self.host_load(now))
         chunk_pressure = pressure(load)
+        token_seconds = self.codec.samples_per_token / self.codec.sample_rate
+        decode_tokens = None
+        if self.cost.fitted:
+
+            def decode_tokens(length: int) -> float:
+                return self.cost.seconds(1, length) / token_seconds
+
         ready = []
         for stream in self._streams.values():
             lead = stream.lead_seconds(now)
             lead_tokens = None if lead is None else lead / stream.token_seconds
-            size = self.policy.chunk_size(lead_tokens, chunk_pressure, stream.backlog_tokens(self.policy))
+            backlog = stream.backlog_tokens(self.policy)
+            size = self.policy.chunk_size(lead_tokens, chunk_pressure, backlog, decode_tokens)
             window = stream.next_window(self.policy, size)
             if window is None:
                 continue
@@ -168,18 +189,90 @@ class Scheduler:
         return ready
 
     def next_batch(self, now: float) -> Batch | None:
-        """The batch of this step: the most urgent window and the ready windows of its length."""
+        """The batch of this step: the most urgent window, and ready windows of its length that
+        the cost model says are worth its forward (all of them until it has measured enough)."""
         ready = self.ready_work(now)
         if not ready:
             return None
         length = ready[0].window.length
         most_rows = min(self.max_batch_size, max(1, self.limits.max_batch_tokens // max(1, length)))
-        taken = [work for work in ready if work.window.length == length][:most_rows]
+        candidates = [work for work in ready[1:] if work.window.length == length][: most_rows - 1]
+        taken = [ready[0]]
+        for work in candidates:
+            if self.cost.fitted and not self._worth_joining(taken, ready, length, now):
+                break  # the next candidates cost the same and are less urgent
+            taken.append(work)
         for work in taken:
             work.stream.in_flight = True
             if work.stream.ready_since is not None:
                 metrics.QUEUE_WAIT_SECONDS.observe(now - work.stream.ready_since)
         return Batch.from_requests([work.window for work in taken], self._streams)
+
+    def _worth_joining(self, taken: list[ReadyWork], ready: list[ReadyWork], length: int, now: float) -> bool:
+        rows = len(taken)
+        alone = self.cost.seconds(rows, length)
+        joined = self.cost.seconds(rows + 1, length)
+        for work in taken:
+            deadline = work.stream.deadline()
+            if deadline is not None and now + alone <= deadline < now + joined:
+                return False  # the longer forward would make this client run dry
+        if self.cost.batching_pays(rows, length, BATCHING_MARGIN):
+            return True
+        return joined < alone + self.cost.seconds(1, length) and self._late_one_by_one(ready, now)
+
+    def _late_one_by_one(self, ready: list[ReadyWork], now: float) -> bool:
+        """Whether serving the ready windows one forward each, most urgent first, would leave
+        some client (one that has audio) without its next chunk in time."""
+        finish = now
+        for work in ready:
+            finish += self.cost.seconds(1, work.window.length)
+            deadline = work.stream.deadline()
+            if deadline is not None and finish > deadline:
+                return True
+        return False
+
+    def warm_up(self, voice: VoiceConditioning, seed: int = 0) -> float:
+        """Forwards of a few batch shapes on random tokens, before any stream arrives: they seed
+        the cost model (and take the device's one-time costs off the first requests). Blocking:
+        run it in a thread before `start`. Returns its seconds."""
+        started = time.monotonic()
+        conditioning = self.codec.condition(voice)
+        generator = torch.Generator().manual_seed(seed)
+        policy = self.policy
+        right = policy.lookahead_tokens
+        chunks = sorted({policy.first_chunk_tokens, 2 * policy.first_chunk_tokens, policy.max_chunk_tokens})
+        shape = (1,) if self.codec.codes_per_token == 1 else (self.codec.codes_per_token,)
+        first = True
+        for chunk in chunks:
+            length = chunk + right
+            for rows in WARMUP_ROWS:
+                if rows > self.max_batch_size or rows * length > self.limits.max_batch_tokens:
+                    continue
+                batch = [
+                    DecodeRow(
+                        Window(-1 - i, 0, chunk, 0, right, final=False),
+                        torch.randint(0, self.codec.token_vocab_size, (length, *shape), generator=generator)
+                        .squeeze(-1)
+                        .long(),
+                        conditioning,
+                        self.codec.open_stream(conditioning, seed + i),
+                    )
+                    for i in range(rows)
+                ]
+                if first:  # the first forward pays one-time costs (allocations, kernel choice)
+                    self._decode_to_host(Batch(batch))
+                    first = False
+                began = time.monotonic()
+                self._decode_to_host(Batch(batch))
+                self._record_cost(rows, length, time.monotonic() - began)
+        return time.monotonic() - started
+
+    def _record_cost(self, rows: int, length: int, seconds: float) -> None:
+        self.cost.record(rows, length, seconds)
+        if (coefficients := self.cost.coefficients) is not None:
+            metrics.COST_FIXED_SECONDS.set(coefficients.fixed)
+            metrics.COST_WINDOW_TOKEN_SECONDS.set(coefficients.per_window_token)
+            metrics.COST_BATCH_TOKEN_SECONDS.set(coefficients.per_batch_token)
 
     def _waiting_with_backlog(self) -> bool:
         return any(
@@ -229,6 +322,7 @@ class Scheduler:
             return
         now = time.monotonic()
         self.load_meter.record(started, now)
+        self._record_cost(batch.size, batch.window_length, now - started)
         metrics.BATCH_SIZE.observe(batch.size)
         metrics.BATCH_TOKENS.observe(batch.size * batch.window_length)
         metrics.FORWARD_SECONDS.observe(now - started)

@@ -11,6 +11,7 @@ import asyncio
 import collections
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,7 +62,16 @@ class ChunkPolicy:
     def longest_window(self) -> int:
         return self.left_context_tokens + self.max_chunk_tokens + self.lookahead_tokens
 
-    def chunk_size(self, lead_tokens: float | None, pressure: float, backlog_tokens: int = 0) -> int:
+    def window_length(self, chunk_tokens: int) -> int:
+        return self.left_context_tokens + chunk_tokens + self.lookahead_tokens
+
+    def chunk_size(
+        self,
+        lead_tokens: float | None,
+        pressure: float,
+        backlog_tokens: int = 0,
+        decode_tokens: Callable[[int], float] | None = None,
+    ) -> int:
         """Tokens in a stream's next chunk.
 
         `lead_tokens` is the audio its client holds but has not played yet (None before the
@@ -76,6 +86,12 @@ class ChunkPolicy:
         here cost no waiting, so a stream that has fallen behind its generator (the device is
         saturated) decodes its whole backlog at once, up to the largest chunk: that is where
         larger chunks save the most. A client about to run dry gets whatever tokens are here.
+
+        With a measured cost (`decode_tokens`: a window's predicted decode time for its length,
+        in tokens of audio) the chunk is the largest size whose tokens can arrive and be decoded
+        within that share of the lead: the share still grows with the load (an idle device keeps
+        chunks small, so streams that arrive meanwhile are not held up behind long forwards), and
+        the chunk's own decode time now counts against it too.
         """
         if lead_tokens is None:
             return self.first_chunk_tokens
@@ -85,6 +101,14 @@ class ChunkPolicy:
         ):
             return backlog_tokens
         share = IDLE_LEAD_SHARE + pressure * (BUSY_LEAD_SHARE - IDLE_LEAD_SHARE)
+        if decode_tokens is not None:
+            budget = share * lead_tokens
+            fitting = [
+                size
+                for size in self.sizes
+                if max(0, size - backlog_tokens) + decode_tokens(self.window_length(size)) <= budget
+            ]
+            return max(fitting, default=self.first_chunk_tokens)
         wanted = min(max(lead_tokens * share, backlog_tokens), self.max_chunk_tokens)
         return max(s for s in self.sizes if s <= max(wanted, self.first_chunk_tokens))
 

@@ -143,6 +143,11 @@ class Codec(Protocol):
         """Per-stream conditioning computed once at stream start (validates the voice)."""
         ...
 
+    def warmup_voice(self, seed: int = 0) -> VoiceConditioning:
+        """A valid voice (random where the codec takes one) for the forwards of the warm-up,
+        which run before any stream arrives."""
+        ...
+
     def open_stream(self, conditioning: Any, seed: int) -> Any:
         """Per-stream decode state (None for a codec that keeps none), handed back with every row."""
         ...

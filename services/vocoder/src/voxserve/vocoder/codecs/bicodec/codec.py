@@ -124,6 +124,12 @@ class BiCodec:
             )
         return ChunkContext(context_tokens, context_tokens)
 
+    def warmup_voice(self, seed: int = 0) -> VoiceConditioning:
+        """A valid voice of random global ids, for forwards run before any stream arrives."""
+        generator = torch.Generator().manual_seed(seed)
+        ids = torch.randint(0, self.global_vocab_size, (self.global_token_count,), generator=generator)
+        return VoiceConditioning(global_ids=tuple(ids.tolist()))
+
     def condition(self, voice: VoiceConditioning) -> torch.Tensor:
         """The speaker vector d [D] for a voice's global ids."""
         ids = voice.global_ids

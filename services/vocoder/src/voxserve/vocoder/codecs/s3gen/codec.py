@@ -43,6 +43,9 @@ from voxserve.vocoder.codecs.s3gen.voice import S3Voice
 
 log = get_logger(__name__)
 
+# A warm-up prompt as long as a few seconds of reference audio (25 tokens per second).
+WARMUP_PROMPT_TOKENS = 75
+
 CHECKPOINT_FILE = "s3gen.safetensors"
 CONFIG_FILE = "s3gen.json"
 TURBO_KEY = "flow.decoder.estimator.time_embed_mixer.weight"
@@ -159,6 +162,20 @@ class S3GenCodec:
         """S3Gen carries its state across chunks: its lookahead is the flow's own, its left
         context the flow context of each window (set, or one second of tokens)."""
         return ChunkContext(context_tokens or self.left_context_tokens, self.lookahead_tokens)
+
+    def warmup_voice(self, seed: int = 0) -> VoiceConditioning:
+        """A valid prompt of random tokens, mel and x-vector (the length of a few seconds of
+        reference), for forwards run before any stream arrives."""
+        generator = np.random.default_rng(seed)
+        flow = self.config.flow
+        tokens = WARMUP_PROMPT_TOKENS
+        return VoiceConditioning(
+            prompt_tokens=tuple(int(t) for t in generator.integers(0, flow.vocab_size, tokens)),
+            prompt_mel=generator.standard_normal((flow.token_mel_ratio * tokens, flow.mel_bins)).astype(
+                np.float32
+            ),
+            xvector=tuple(float(x) for x in generator.standard_normal(flow.speaker_dim)),
+        )
 
     def condition(self, voice: VoiceConditioning) -> S3Conditioning:
         """Validate a voice (field names as in `DecodeStart.s3_prompt`) and move it to the device."""

@@ -107,6 +107,10 @@ class SnacCodec(WithoutVoiceEncoder):
         context = context_tokens or self.receptive_field_tokens
         return ChunkContext(context, context)
 
+    def warmup_voice(self, seed: int = 0) -> VoiceConditioning:
+        """SNAC takes no voice."""
+        return VoiceConditioning()
+
     def condition(self, voice: VoiceConditioning) -> None:
         """Orpheus voices live in the language model's prompt: the codec takes none."""
         if voice.global_ids or voice.prompt_tokens:
