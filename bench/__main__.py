@@ -7,6 +7,7 @@ python -m bench vocoder --concurrency 1,8,16,32,64      # the vocoder tier alone
 python -m bench scaling                                 # vocoder compute per audio second, 5 s vs 60 s
 python -m bench s3gen                                   # S3Gen streamed vs offline vs prefix re-run
 python -m bench snac                                    # SNAC streamed vs offline vs the Orpheus loop
+python -m bench decoders --size full                    # each codec: voxserve offline, streamed, upstream
 python -m bench long-text                               # 2,000 characters: pipelined segments vs not
 python -m bench chatterbox                              # Chatterbox: tokens streamed to the flow vs all first
 python -m bench enrolment --size full                   # Spark voice enrolment: encode time for 10 s of audio
@@ -88,6 +89,8 @@ def cmd_vocoder(args: argparse.Namespace) -> int:
         frame_tokens=args.frame_tokens,
         device=args.device,
         request_timeout=args.request_timeout,
+        stop_when_saturated=args.stop_when_saturated,
+        label=args.label,
     )
     run_tier(_pack(args.pack), settings, Path(args.out))
     return 0
@@ -130,6 +133,12 @@ def cmd_s3gen(args: argparse.Namespace) -> int:
     from bench.s3gen_stream import run_s3gen_stream
 
     return _codec_stream_benchmark(args, "s3", run_s3gen_stream)
+
+
+def cmd_decoders(args: argparse.Namespace) -> int:
+    from bench.decoders import run_from_args
+
+    return run_from_args(args)
 
 
 def cmd_long_text(args: argparse.Namespace) -> int:
@@ -258,10 +267,18 @@ def parser() -> argparse.ArgumentParser:
     vt.add_argument("--concurrency", type=_ints, default=(1, 4, 8, 16, 32, 48, 64))
     vt.add_argument("--systems", type=_names, default=None, help="default: voxserve,voxserve-bs1,baseline")
     vt.add_argument("--streams-per-client", type=int, default=2)
-    vt.add_argument("--tokens", type=int, default=250, help="tokens per stream (250 = 5 s)")
+    vt.add_argument(
+        "--tokens", type=int, default=0, help="tokens per stream; 0: 5 s of audio (BiCodec 250, S3Gen 125)"
+    )
     vt.add_argument("--rate", type=float, default=2.0, help="token arrival as a multiple of real time")
-    vt.add_argument("--frame-tokens", type=int, default=5, help="tokens per frame")
+    vt.add_argument("--frame-tokens", type=int, default=0, help="tokens per frame; 0: 100 ms of audio")
     vt.add_argument("--device", default="cpu", help="where every system decodes, e.g. cuda:0")
+    vt.add_argument(
+        "--stop-when-saturated",
+        action="store_true",
+        help="skip a system's higher levels after its first level with an underrun or an error",
+    )
+    vt.add_argument("--label", default="", help="part of the output files' names, e.g. the codec")
     vt.add_argument(
         "--request-timeout", type=float, default=300.0, help="each stream's gRPC deadline in seconds"
     )
@@ -286,6 +303,18 @@ def parser() -> argparse.ArgumentParser:
     sn.add_argument("--durations", default="5,30", help="utterance lengths in seconds")
     sn.add_argument("--out", default=str(DEFAULT_OUT))
     sn.set_defaults(func=cmd_snac)
+
+    dc = sub.add_parser(
+        "decoders", help="decode time per audio second: voxserve offline and streamed vs the upstream package"
+    )
+    dc.add_argument("--size", choices=["tiny", "full"], default="full", help="random codecs' sizes")
+    dc.add_argument("--seconds", type=float, default=10.0, help="length of the random utterance")
+    dc.add_argument("--repeats", type=int, default=3, help="timed decodes each way; the median is kept")
+    dc.add_argument("--codecs", type=_names, default=("bicodec", "s3gen", "snac"))
+    dc.add_argument("--threads", type=int, default=1, help="torch threads")
+    dc.add_argument("--seed", type=int, default=0, help="weights, tokens, voice and noise")
+    dc.add_argument("--out", default=str(DEFAULT_OUT))
+    dc.set_defaults(func=cmd_decoders)
 
     lt = sub.add_parser("long-text", help="a long text: pipelined segments vs sequential vs whole segments")
     lt.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")

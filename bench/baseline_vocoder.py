@@ -2,7 +2,9 @@
 
 Each Decode stream runs the seed's per-request loop (`SeedDecodeLoop`: first decode at 10 tokens,
 then every 48 re-decoding the whole buffer, 50 ms crossfades, the closing whole-buffer decode),
-each decode in a worker thread of its own, with no batching across streams.
+each decode in a worker thread of its own, with no batching across streams. On an S3Gen or SNAC
+pack the same loop runs at the same audio durations with the codec's whole-utterance decode
+(`bench.codec_seed_loop`).
 """
 
 from __future__ import annotations
@@ -16,29 +18,36 @@ import grpc
 import torch
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from bench.codec_seed_loop import WholeBufferLoop
 from bench.seed_loop import SeedDecodeLoop
 from voxserve.common.status import InvalidArgument
+from voxserve.families.pack import Pack
 from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
-from voxserve.vocoder.codecs.base import CodecInputError, VoiceConditioning
+from voxserve.vocoder.codecs.base import Codec, CodecInputError
 from voxserve.vocoder.codecs.bicodec import BiCodec
-from voxserve.vocoder.servicer import validate_token_ids
+from voxserve.vocoder.codecs.registry import build_codec
+from voxserve.vocoder.servicer import validate_token_ids, voice_conditioning
 
 
 class BaselineVocoderServicer(vocoder_pb2_grpc.VocoderServicer):
-    def __init__(self, codec: BiCodec, window_tokens: int | None = None):
+    def __init__(self, codec: Codec, window_tokens: int | None = None):
         self.codec = codec
         self.window_tokens = window_tokens
 
-    async def _open(self, requests: AsyncIterator[vocoder_pb2.DecodeRequest]) -> SeedDecodeLoop:
+    async def _open(
+        self, requests: AsyncIterator[vocoder_pb2.DecodeRequest]
+    ) -> SeedDecodeLoop | WholeBufferLoop:
         first = await anext(requests, None)
         if first is None or first.WhichOneof("message") != "start":
             raise InvalidArgument("the first message of a Decode stream must be start")
         try:
-            voice = VoiceConditioning(global_ids=tuple(first.start.global_ids))
+            voice = voice_conditioning(first.start)
             conditioning = await asyncio.to_thread(self.codec.condition, voice)
         except CodecInputError as exc:
             raise InvalidArgument(f"start.{exc}") from exc
-        return SeedDecodeLoop(self.codec, conditioning, self.window_tokens)
+        if isinstance(self.codec, BiCodec):
+            return SeedDecodeLoop(self.codec, conditioning, self.window_tokens)
+        return WholeBufferLoop(self.codec, conditioning, first.start.seed)
 
     async def Decode(
         self, request_iterator: AsyncIterator[vocoder_pb2.DecodeRequest], context: grpc.aio.ServicerContext
@@ -62,7 +71,7 @@ class BaselineVocoderServicer(vocoder_pb2_grpc.VocoderServicer):
 
 
 async def serve(pack: Path, port: int, device: str, window_tokens: int | None) -> None:
-    codec = BiCodec.from_pack(pack, device=device)
+    codec = build_codec(Pack.open(pack), device=device)
     server = grpc.aio.server()
     vocoder_pb2_grpc.add_VocoderServicer_to_server(BaselineVocoderServicer(codec, window_tokens), server)
     health_servicer = health.aio.HealthServicer()

@@ -39,3 +39,13 @@ def test_the_first_chunk_may_not_exceed_the_largest() -> None:
         vocoder_config.load(first_chunk_tokens=20, max_chunk_tokens=10)
     # Either left 0 takes the family's default; the chunk policy checks the pair then.
     assert vocoder_config.load(first_chunk_tokens=20).first_chunk_tokens == 20
+
+
+def test_cuda_switches_read_from_the_environment() -> None:
+    from voxserve.common.config import load_config
+
+    defaults = vocoder_config.load()
+    assert defaults.cuda_graphs is True and defaults.tf32 is False
+    environ = {"VOXSERVE_VOCODER_CUDA_GRAPHS": "false", "VOXSERVE_VOCODER_TF32": "true"}
+    loaded = load_config(vocoder_config.VocoderConfig, vocoder_config.PREFIX, environ=environ)
+    assert loaded.cuda_graphs is False and loaded.tf32 is True

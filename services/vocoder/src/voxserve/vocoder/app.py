@@ -16,6 +16,7 @@ from voxserve.v1 import vocoder_pb2, vocoder_pb2_grpc
 from voxserve.vocoder.codecs.base import Codec
 from voxserve.vocoder.codecs.registry import build_codec
 from voxserve.vocoder.config import VocoderConfig
+from voxserve.vocoder.device_decode import DeviceDecoder, capture_shapes
 from voxserve.vocoder.load_meter import HostCpuLoad
 from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
 from voxserve.vocoder.servicer import VocoderServicer
@@ -59,16 +60,25 @@ async def run(config: VocoderConfig) -> None:
     listen_credentials(config)  # a bad TLS setting stops the service before its model loads
     if config.torch_threads > 0:
         torch.set_num_threads(config.torch_threads)
+    # Process-wide switches of torch's CUDA backends; read only by CUDA kernels.
+    torch.backends.cuda.matmul.allow_tf32 = config.tf32
+    torch.backends.cudnn.allow_tf32 = config.tf32
     pack = resolve_pack(config.pack)
     codec = await asyncio.to_thread(build_codec, pack, device=config.device, dtype=config.torch_dtype)
     policy = chunk_policy(config, codec, pack.family)
     on_cpu = torch.device(config.device).type == "cpu"
+    limits = scheduler_limits(config, policy)
+    decoder = DeviceDecoder(codec, config.device, graphs=config.cuda_graphs)
+    batch_size = limits.max_batch_size if config.batching else 1
+    shapes = capture_shapes(policy, batch_size, limits.max_batch_tokens)
+    await asyncio.to_thread(decoder.warm_up, shapes)  # logs what it captured and its seconds
     scheduler = Scheduler(
         codec,
         policy,
-        scheduler_limits(config, policy),
+        limits,
         batching=config.batching,
         host_load=HostCpuLoad() if on_cpu else None,
+        decoder=decoder,
     )
     warm_up_seconds = await asyncio.to_thread(scheduler.warm_up, codec.warmup_voice())
     coefficients = scheduler.cost.coefficients

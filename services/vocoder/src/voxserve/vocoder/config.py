@@ -31,7 +31,11 @@ class VocoderConfig(ServiceConfig):
     port: int = setting(50053, "gRPC port")
     metrics_port: int = setting(9103, "Prometheus metrics port; 0 disables")
     device: str = setting("cpu", "Torch device for decoding, e.g. cpu or cuda:0")
-    dtype: str = setting("float32", "Decode dtype: float32, float16 or bfloat16")
+    dtype: str = setting(
+        "float32",
+        "Decode dtype: float32 (default), float16 or bfloat16: reduced precision is an option, its "
+        "error against float32 is in DEVELOPERS.md",
+    )
     first_chunk_tokens: int = setting(
         0,
         "Tokens in a stream's first chunk, and in every chunk while the device is idle; 0 picks by "
@@ -81,6 +85,17 @@ class VocoderConfig(ServiceConfig):
     )
     max_encode_seconds: float = setting(120.0, "Longest reference audio EncodeVoice accepts, in seconds")
     batching: bool = setting(True, "Batch decode work across streams (false: batch size 1)")
+    tf32: bool = setting(
+        False,
+        "On a CUDA device, let float32 matmuls and convolutions use TensorFloat-32 (faster, about "
+        "three decimal digits); no effect on a CPU",
+    )
+    cuda_graphs: bool = setting(
+        True,
+        "On a CUDA device, capture BiCodec and SNAC forwards as CUDA graphs at start-up, one per "
+        "(batch bucket 1, 2, 4, .. rows, window length) of the chunk ladder, and replay them (rows "
+        "padded to the bucket, padding discarded); other shapes, S3Gen and CPU devices run eagerly",
+    )
     torch_threads: int = setting(
         1,
         "Intra-op threads for torch on CPU; 0 leaves torch's default (one per core). One keeps a "

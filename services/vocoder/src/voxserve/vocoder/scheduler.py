@@ -38,6 +38,7 @@ from voxserve.vocoder import metrics
 from voxserve.vocoder.batch import Batch
 from voxserve.vocoder.codecs.base import Codec, DecodeRow, VoiceConditioning, Window
 from voxserve.vocoder.cost_model import CostModel
+from voxserve.vocoder.device_decode import DeviceDecoder
 from voxserve.vocoder.load_meter import LoadMeter
 from voxserve.vocoder.stream import ChunkPolicy, DecodeStream
 
@@ -90,9 +91,11 @@ class Scheduler:
         *,
         batching: bool = True,
         host_load: Callable[[float], float] | None = None,
+        decoder: DeviceDecoder | None = None,
     ):
         """`host_load(now)`: load in [0, 1] from outside the scheduler's own forwards (on a CPU
-        device, the host's CPU load); the device counts as busy as the larger of the two."""
+        device, the host's CPU load); the device counts as busy as the larger of the two.
+        `decoder` runs the forwards (default: eagerly, on the codec's device)."""
         limits = limits or SchedulerLimits()
         if limits.max_batch_tokens < policy.longest_window:
             raise ValueError(
@@ -100,6 +103,7 @@ class Scheduler:
                 f"{policy.longest_window} tokens (context + max chunk + lookahead)"
             )
         self.codec = codec
+        self.decoder = decoder or DeviceDecoder(codec, "cpu", graphs=False)
         self.policy = policy
         self.limits = limits
         self.max_batch_size = limits.max_batch_size if batching else 1
@@ -303,7 +307,7 @@ class Scheduler:
 
     def _decode_to_host(self, batch: Batch) -> list[torch.Tensor]:
         # The copy to host memory waits for the device; doing it here keeps that off the event loop.
-        return [audio.to("cpu", torch.float32) for audio in self.codec.decode_windows(batch.rows)]
+        return self.decoder.decode(batch.rows)
 
     async def _step(self, batch: Batch) -> None:
         """One forward for all rows of the batch, then hand each stream its samples."""

@@ -113,6 +113,21 @@ class ChunkContext(NamedTuple):
     lookahead_tokens: int
 
 
+class StaticForward(Protocol):
+    """A codec's batched forward as a function of fixed-shape tensors, which never waits for the
+    host: what a CUDA graph can record once and replay (`device_decode`)."""
+
+    samples_per_token: int
+
+    def inputs(self, rows: Sequence[DecodeRow]) -> tuple[torch.Tensor, ...]:
+        """The forward's inputs for these rows, batch first; validated, on any device."""
+        ...
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Whole-window samples [B, T x samples_per_token], float32."""
+        ...
+
+
 class Codec(Protocol):
     """A token-to-waveform decoder loaded from a model pack."""
 
@@ -158,6 +173,11 @@ class Codec(Protocol):
         Returns, per row, float32 samples of its own tokens: [(end - start) x samples_per_token].
         Rows are independent of each other; a stateful codec advances each row's state.
         """
+        ...
+
+    def static_forward(self) -> StaticForward | None:
+        """The forward in fixed shapes, for codecs whose rows are independent and stateless
+        between calls; None where shapes or state follow the rows."""
         ...
 
     def encode_voice(self, audio: np.ndarray, sample_rate: int, reference_tokens: bool) -> EncodedVoice:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from voxserve.vocoder.codecs.base import (
     DecodeRow,
     EncodedVoice,
     EncoderUnavailable,
+    StaticForward,
     VoiceConditioning,
     check_reference,
     crop_rows,
@@ -115,7 +117,10 @@ class BiCodec:
         """Stateless: the same context on both sides, measured from the weights unless set (the
         theoretical receptive field is far wider than what real weights need)."""
         if context_tokens <= 0:
-            context_tokens = measure_context(self, tolerance).context_tokens
+            # How far a token reaches is a property of the weights; in reduced precision rounding
+            # alone exceeds the tolerance and would inflate the context, so measure in float32.
+            probe = self if self.dtype in (torch.float32, torch.float64) else self.float32_twin()
+            context_tokens = measure_context(probe, tolerance).context_tokens
             log.info(
                 "measured decode context",
                 context_tokens=context_tokens,
@@ -123,6 +128,10 @@ class BiCodec:
                 receptive_field_tokens=self.receptive_field_tokens,
             )
         return ChunkContext(context_tokens, context_tokens)
+
+    def float32_twin(self) -> BiCodec:
+        """The same decoder in float32 (on the same device), without voice encoder."""
+        return BiCodec(self.config, copy.deepcopy(self.model).to(torch.float32))
 
     def warmup_voice(self, seed: int = 0) -> VoiceConditioning:
         """A valid voice of random global ids, for forwards run before any stream arrives."""
@@ -181,3 +190,30 @@ class BiCodec:
         tokens = torch.stack([row.tokens for row in rows])
         conditioning = torch.stack([row.conditioning for row in rows])
         return crop_rows(self.decode(tokens, conditioning), rows, self.samples_per_token)
+
+    def static_forward(self) -> StaticForward:
+        return BiCodecForward(self)
+
+
+class BiCodecForward:
+    """BiCodec's decoder on stacked tokens and speaker vectors: fixed shapes, rows independent."""
+
+    def __init__(self, codec: BiCodec) -> None:
+        self.codec = codec
+        self.samples_per_token = codec.samples_per_token
+
+    def inputs(self, rows: Sequence[DecodeRow]) -> tuple[torch.Tensor, ...]:
+        tokens = torch.stack([row.tokens for row in rows])
+        # Checked on the host's copy: an out-of-range id inside a graph is a device-side assert,
+        # which poisons the process.
+        low, high = int(tokens.min()), int(tokens.max())
+        if low < 0 or high >= self.codec.token_vocab_size:
+            raise CodecInputError(
+                f"tokens must lie in [0, {self.codec.token_vocab_size}), got [{low}, {high}]"
+            )
+        speaker = torch.stack([row.conditioning for row in rows]).to(self.codec.dtype)
+        return tokens, speaker
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        tokens, speaker = inputs
+        return self.codec.model(tokens, speaker).to(self.codec.output_dtype)

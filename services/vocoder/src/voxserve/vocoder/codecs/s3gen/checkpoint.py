@@ -10,6 +10,8 @@ from voxserve.vocoder.codecs.checkpoint import PARAMETRIZED, load_state_dict
 from voxserve.vocoder.codecs.s3gen.config import S3GenConfig
 from voxserve.vocoder.codecs.s3gen.flow import S3Gen
 
+F0_PREFIX = "mel2wav.f0_predictor."
+
 
 def meta_model(config: S3GenConfig) -> S3Gen:
     """The module on the meta device: names and shapes without memory."""
@@ -20,11 +22,22 @@ def meta_model(config: S3GenConfig) -> S3Gen:
 def load_s3gen(
     path: str | Path, config: S3GenConfig, *, dtype: torch.dtype = torch.float32, device: str = "cpu"
 ) -> S3Gen:
-    """The decode path of an S3Gen checkpoint (either weight-norm naming), in eval mode.
-    Raises CheckpointError naming missing or misshapen tensors."""
+    """The decode path of an S3Gen checkpoint (either weight-norm naming), in eval mode, in
+    `dtype` except HiFT's f0 predictor, which stays float32. Raises CheckpointError naming
+    missing or misshapen tensors."""
     state = load_state_dict(
-        path, meta_model(config), naming=PARAMETRIZED, dtype=dtype, device=device, label="S3Gen checkpoint"
+        path,
+        meta_model(config),
+        naming=PARAMETRIZED,
+        dtype=torch.float32,
+        device=device,
+        label="S3Gen checkpoint",
     )
     model = S3Gen(config).to(device=device, dtype=dtype)
-    model.load_state_dict(state)
+    # The excitation's phase integrates f0 over the whole stream: f0 rounded to bfloat16 (steps
+    # of 1 Hz at 128-256 Hz) or float16 would make the pitch a staircase and the phase drift.
+    model.mel2wav.f0_predictor.float()
+    model.load_state_dict(
+        {k: v if k.startswith(F0_PREFIX) else v.to(dtype) for k, v in state.items()}, strict=True
+    )
     return model.eval()

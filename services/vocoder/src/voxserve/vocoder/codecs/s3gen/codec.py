@@ -30,6 +30,7 @@ from voxserve.vocoder.codecs.base import (
     DecodeRow,
     EncodedVoice,
     EncoderUnavailable,
+    StaticForward,
     VoiceConditioning,
     check_reference,
 )
@@ -202,6 +203,11 @@ class S3GenCodec:
             s3.prompt_mel.to(self.device, self.dtype),
             s3.xvector.to(self.device, self.dtype),
         )
+
+    def static_forward(self) -> StaticForward | None:
+        # None: the flow's padded length follows the batch's prompt lengths, its mask the rows'
+        # lengths, and HiFT groups rows by their tails and carries phase and tails on the host.
+        return None
 
     def open_stream(self, conditioning: S3Conditioning, seed: int) -> S3StreamState:
         prompt_frames = conditioning.prompt_mel.shape[0]

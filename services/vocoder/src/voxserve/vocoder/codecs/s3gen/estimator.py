@@ -162,11 +162,13 @@ class ConditionalDecoder(nn.Module):
         self.final_proj = nn.Conv1d(ch, c.mel_bins, 1)
 
     def _time(self, t: torch.Tensor, r: torch.Tensor | None) -> torch.Tensor:
-        emb = self.time_mlp(time_embedding(t, self.time_embed_dim))
+        # Time steps stay float32 (their embedding is computed in float32) whatever the weights.
+        dtype = self.time_mlp.linear_1.weight.dtype
+        emb = self.time_mlp(time_embedding(t, self.time_embed_dim).to(dtype))
         if hasattr(self, "time_embed_mixer"):
             if r is None:
                 raise ValueError("a meanflow estimator needs the target time r")
-            other = self.time_mlp(time_embedding(r, self.time_embed_dim))
+            other = self.time_mlp(time_embedding(r, self.time_embed_dim).to(dtype))
             emb = self.time_embed_mixer(torch.cat([emb, other], dim=1))
         return emb
 

@@ -66,7 +66,8 @@ class F0Predictor(nn.Module):
         self.classifier = nn.Linear(config.f0_channels, 1)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        """mel [B, 80, T] -> f0 [B, T]."""
+        """mel [B, 80, T] -> f0 [B, T], in the predictor's dtype whatever the mel's."""
+        mel = mel.to(self.classifier.weight.dtype)
         return torch.abs(self.classifier(self.condnet(mel).transpose(1, 2)).squeeze(-1))
 
 
@@ -111,8 +112,6 @@ class SourceModule(nn.Module):
 
 
 class HiFT(nn.Module):
-    stft_window: torch.Tensor
-
     def __init__(self, config: HiftConfig):
         super().__init__()
         self.config = config
@@ -150,8 +149,6 @@ class HiFT(nn.Module):
             for k, d in zip(c.resblock_kernel_sizes, c.resblock_dilations, strict=True)
         )
         self.conv_post = WNConv1d(c.base_channels >> len(c.upsample_rates), stft_channels, 7, padding=3)
-        window = torch.hann_window(c.n_fft, periodic=True, dtype=torch.float32)
-        self.register_buffer("stft_window", window, persistent=False)
 
     def source(
         self, mel: torch.Tensor, start_phase: torch.Tensor, harmonic_phase: torch.Tensor, noise: torch.Tensor
@@ -164,7 +161,9 @@ class HiFT(nn.Module):
     def decode(self, mel: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
         """mel [B, 80, T] and its excitation [B, 1, 480 T] -> waveform [B, 480 T]."""
         c = self.config
-        window = self.stft_window.to(source.device)
+        # The transforms run in float32 whatever the weights' dtype; so does their window (a
+        # buffer would be cast with the weights, and a rounded window colours every sample).
+        window = torch.hann_window(c.n_fft, periodic=True, dtype=torch.float32, device=source.device)
         spec = torch.stft(
             source.squeeze(1).float(), c.n_fft, c.hop, c.n_fft, window=window, return_complex=True
         )

@@ -32,6 +32,7 @@ from voxserve.vocoder.codecs.base import (
     ChunkContext,
     CodecInputError,
     DecodeRow,
+    StaticForward,
     VoiceConditioning,
     WithoutVoiceEncoder,
     crop_rows,
@@ -135,28 +136,37 @@ class SnacCodec(WithoutVoiceEncoder):
     ) -> torch.Tensor:
         """Frames int64 [B, T, 7] -> samples [B, T x 2048]. With `seeds`, each row's noise is drawn
         for its absolute frames (`first_frames[i]` onward); without, the noise blocks add nothing."""
-        for index, block in enumerate(self.noise_blocks):
-            block.noise = None
-            if seeds is not None:
-                per_frame = self.noise_per_frame[index]
-                block.noise = torch.stack(
-                    [
-                        frame_normal(seed, first, frames.shape[1], per_frame, _NOISE_USE + index).reshape(
-                            1, -1
-                        )
-                        for seed, first in zip(seeds, first_frames, strict=True)
-                    ]
-                ).to(self.device)
+        noises = None if seeds is None else self.noises(frames.shape[1], seeds, first_frames)
         with torch.inference_mode():
             codes = [c.to(self.device) for c in self.codes(frames)]
-            audio = self.model.decode(codes)[:, 0]
-        return audio.to(torch.float32)
+            return self.decode_codes(codes, noises)
+
+    def noises(self, count: int, seeds: Sequence[int], first_frames: Sequence[int]) -> list[torch.Tensor]:
+        """Per noise block, the noise [B, 1, samples] each row adds over `count` frames."""
+        return [
+            torch.stack(
+                [
+                    frame_normal(seed, first, count, per_frame, _NOISE_USE + index).reshape(1, -1)
+                    for seed, first in zip(seeds, first_frames, strict=True)
+                ]
+            ).to(self.device)
+            for index, per_frame in enumerate(self.noise_per_frame)
+        ]
+
+    def decode_codes(self, codes: list[torch.Tensor], noises: Sequence[torch.Tensor] | None) -> torch.Tensor:
+        """Codebooks on the device and each block's noise (None: none) -> float32 samples [B, T x 2048]."""
+        for index, block in enumerate(self.noise_blocks):
+            block.noise = None if noises is None else noises[index]
+        return self.model.decode(codes)[:, 0].to(torch.float32)
 
     def decode_windows(self, rows: Sequence[DecodeRow]) -> list[torch.Tensor]:
         frames = torch.stack([row.tokens for row in rows])
         seeds = [int(row.state) for row in rows]
         firsts = [row.window.start - row.window.left for row in rows]
         return crop_rows(self.decode(frames, seeds, firsts), rows, self.samples_per_token)
+
+    def static_forward(self) -> StaticForward:
+        return SnacForward(self)
 
     def _influence_frames(self) -> int:
         """How many frames away a frame's codes still change samples: the decoder's one-sided
@@ -177,6 +187,25 @@ class SnacCodec(WithoutVoiceEncoder):
             int(touched[-1]) + 1 - (span + 1) * self.samples_per_token,
         )
         return math.ceil(reach / self.samples_per_token)
+
+
+class SnacForward:
+    """SNAC's decoder on codebooks and each block's positioned noise: fixed shapes, rows
+    independent (the noise is an input, not drawn inside)."""
+
+    def __init__(self, codec: SnacCodec) -> None:
+        self.codec = codec
+        self.samples_per_token = codec.samples_per_token
+
+    def inputs(self, rows: Sequence[DecodeRow]) -> tuple[torch.Tensor, ...]:
+        frames = torch.stack([row.tokens for row in rows])
+        seeds = [int(row.state) for row in rows]
+        firsts = [row.window.start - row.window.left for row in rows]
+        return (*self.codec.codes(frames), *self.codec.noises(frames.shape[1], seeds, firsts))
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        books = len(self.codec.model.vq_strides)
+        return self.codec.decode_codes(list(inputs[:books]), inputs[books:])
 
 
 def write_config(directory: Path, **config: object) -> Path:
