@@ -57,6 +57,22 @@ def test_where_a_batch_costs_one_row_it_fills(tiny_bicodec: BiCodec) -> None:
     assert batch is not None and batch.size == LIMITS.max_batch_size
 
 
+@pytest.mark.parametrize(("fixed", "expected"), [(0.004, 1), (0.01, 2), (0.02, 4)])
+def test_first_windows_join_while_the_rows_they_delay_wait_less_than_a_forward_of_their_own(
+    tiny_bicodec: BiCodec, fixed: float, expected: int
+) -> None:
+    # First windows are 16 tokens (chunk 10 + lookahead 6): each row adds 6.4 ms to the forward.
+    # The k-th row joins while k x 6.4 ms < one forward alone (fixed + 6.4 ms).
+    scheduler = scheduler_on(
+        tiny_bicodec, Coefficients(fixed=fixed, per_window_token=0.0, per_batch_token=0.0004)
+    )
+    now = time.monotonic()
+    for i in range(6):
+        ready(scheduler, decoded=0, first_audio_at=None, created=now - i)
+    batch = scheduler.next_batch(now)
+    assert batch is not None and batch.size == expected
+
+
 def test_a_row_never_joins_at_the_price_of_a_deadline_the_batch_would_meet(tiny_bicodec: BiCodec) -> None:
     scheduler = scheduler_on(tiny_bicodec, GPU)
     now = time.monotonic()
@@ -115,6 +131,7 @@ def test_the_warm_up_seeds_the_cost_model_for_every_codec(
         (100, 80, 40.0, 40),  # tokens here cost no waiting: windows of 40 cost 65, of 80 cost 115
         (1000, 0, 5.0, 80),  # a long lead: the largest
         (30, 0, 100.0, 10),  # nothing fits: the first size
+        (0, 50, 40.0, 40),  # a starved client: of the sizes here, the least decode per token
     ],
 )
 def test_with_a_measured_cost_the_chunk_is_the_largest_that_lands_in_time(
@@ -136,10 +153,13 @@ def test_an_idle_device_keeps_a_quarter_of_the_lead_for_a_measured_chunk() -> No
 
 def test_the_scheduler_sizes_chunks_from_its_cost_model(tiny_bicodec: BiCodec) -> None:
     """A fitted model on a fast device lets a client with 2 s of audio and its tokens here get the
-    largest chunk; on a slow one (40 ms per window token) no window decodes within the idle
-    device's quarter of the lead (0.5 s; the smallest takes 0.88 s): the first size."""
+    largest chunk. On a slow one (40 ms per window token) no window decodes within the idle
+    device's quarter of the lead (0.5 s; the smallest takes 0.88 s): the client runs short
+    whatever it gets, and of the sizes here the largest costs least per token (its context is
+    spread over the most audio). With a fixed cost per forward, likewise."""
     now = time.monotonic()
-    for truth, expected in ((GPU, POLICY.max_chunk_tokens), (Coefficients(0.0, 0.0, 0.04), 10)):
+    slow, fixed_heavy = Coefficients(0.0, 0.0, 0.04), Coefficients(1.0, 0.0, 0.001)
+    for truth, expected in ((GPU, POLICY.max_chunk_tokens), (slow, 80), (fixed_heavy, 80)):
         scheduler = scheduler_on(tiny_bicodec, truth)
         stream = ready(scheduler, decoded=100, first_audio_at=now, created=now - 1)  # 2 s of lead
         stream.tokens = stream.tokens[:100]

@@ -53,6 +53,10 @@ LOAD_LOW, LOAD_HIGH = 0.25, 0.75
 RECHECK_SECONDS = 0.02
 # A window joins a batch when one more row lowers the predicted cost per row by more than this.
 BATCHING_MARGIN = 0.05
+# A forward may take at most this many times a one-row forward of the longest window: a stream
+# that arrives meanwhile waits for the forward in flight, and on a device where a batch costs
+# about the sum of its rows that wait would otherwise grow with the batch.
+MAX_FORWARD_FACTOR = 2.0
 # Rows per forward the warm-up measures, at each of its window lengths.
 WARMUP_ROWS = (1, 2, 4, 8)
 
@@ -203,7 +207,7 @@ class Scheduler:
         candidates = [work for work in ready[1:] if work.window.length == length][: most_rows - 1]
         taken = [ready[0]]
         for work in candidates:
-            if self.cost.fitted and not self._worth_joining(taken, ready, length, now):
+            if self.cost.fitted and not self._worth_joining(taken, work, ready, now):
                 break  # the next candidates cost the same and are less urgent
             taken.append(work)
         for work in taken:
@@ -212,14 +216,22 @@ class Scheduler:
                 metrics.QUEUE_WAIT_SECONDS.observe(now - work.stream.ready_since)
         return Batch.from_requests([work.window for work in taken], self._streams)
 
-    def _worth_joining(self, taken: list[ReadyWork], ready: list[ReadyWork], length: int, now: float) -> bool:
-        rows = len(taken)
+    def _worth_joining(
+        self, taken: list[ReadyWork], candidate: ReadyWork, ready: list[ReadyWork], now: float
+    ) -> bool:
+        rows, length = len(taken), candidate.window.length
         alone = self.cost.seconds(rows, length)
         joined = self.cost.seconds(rows + 1, length)
+        if joined > MAX_FORWARD_FACTOR * self.cost.seconds(1, self.policy.longest_window):
+            return False
         for work in taken:
             deadline = work.stream.deadline()
             if deadline is not None and now + alone <= deadline < now + joined:
                 return False  # the longer forward would make this client run dry
+        if all(work.stream.deadline() is None for work in (*taken, candidate)):
+            # First audio only: each row's wait counts. One more row delays every row of the
+            # batch by its marginal cost, and spares itself a forward of its own after them.
+            return (rows + 1) * (joined - alone) < self.cost.seconds(1, length)
         if self.cost.batching_pays(rows, length, BATCHING_MARGIN):
             return True
         return joined < alone + self.cost.seconds(1, length) and self._late_one_by_one(ready, now)

@@ -108,7 +108,13 @@ class ChunkPolicy:
                 for size in self.sizes
                 if max(0, size - backlog_tokens) + decode_tokens(self.window_length(size)) <= budget
             ]
-            return max(fitting, default=self.first_chunk_tokens)
+            if fitting:
+                return max(fitting)
+            # No size lands in time: the client runs short whatever it gets (the device is
+            # behind). Of the sizes already here, the one that costs the device least per token
+            # (context and fixed costs spread over more audio) catches up fastest.
+            here = [size for size in self.sizes if size <= backlog_tokens] or [self.first_chunk_tokens]
+            return min(here, key=lambda size: (decode_tokens(self.window_length(size)) / size, -size))
         wanted = min(max(lead_tokens * share, backlog_tokens), self.max_chunk_tokens)
         return max(s for s in self.sizes if s <= max(wanted, self.first_chunk_tokens))
 
