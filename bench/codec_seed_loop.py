@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.seed_loop import DecodeWork, SeedStitcher, decode_due
+from bench.seed_loop import DecodeWork, SeedStitcher, audio_chunk, decode_due
 from voxserve.v1 import vocoder_pb2
 from voxserve.vocoder.codecs.base import Codec
 from voxserve.vocoder.codecs.s3gen.codec import S3Conditioning, S3GenCodec
@@ -75,12 +75,7 @@ class WholeBufferLoop:
         return audio.float().numpy()
 
     def _chunk(self, samples: np.ndarray, offset: int, final: bool = False) -> vocoder_pb2.AudioChunk:
-        return vocoder_pb2.AudioChunk(
-            pcm_f32=samples.astype("<f4", copy=False).tobytes(),
-            sample_offset=offset,
-            sample_rate=self.codec.sample_rate,
-            final=final,
-        )
+        return audio_chunk(samples, offset, self.codec.sample_rate, final)
 
     async def _emit(self, count: int) -> list[vocoder_pb2.AudioChunk]:
         audio = await asyncio.to_thread(self._decode, count)

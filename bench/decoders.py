@@ -84,10 +84,17 @@ class Subject:
     conditioning: Any
     family: Family
     policy: ChunkPolicy
-    random_tokens: Callable[[int, torch.Generator], list[Any]]
     offline: Callable[[list[Any], int], torch.Tensor]
     upstream: Upstream
     facts: dict[str, Any] = field(default_factory=dict)
+
+    def random_tokens(self, count: int, generator: torch.Generator) -> list[Any]:
+        """Tokens as a stream sends them: ids, or frames of codes as tuples."""
+        codes = self.codec.codes_per_token
+        if codes == 1:
+            return torch.randint(0, self.codec.token_vocab_size, (count,), generator=generator).tolist()
+        frames = torch.randint(0, self.codec.token_vocab_size, (count, codes), generator=generator)
+        return [tuple(int(c) for c in frame) for frame in frames]
 
 
 def whole_window(codec: Codec, conditioning: Any, tokens: Sequence[Any], seed: int) -> torch.Tensor:
@@ -109,7 +116,7 @@ def _policy(codec: Codec, family: Family) -> ChunkPolicy:
 
 def snac_subject(directory: Path, settings: DecoderSettings) -> Subject:
     from voxserve.random_packs.tiny_snac import SNAC_24KHZ, TINY, write_snac
-    from voxserve.vocoder.codecs.snac.codec import CODES_PER_FRAME, SnacCodec
+    from voxserve.vocoder.codecs.snac.codec import SnacCodec
 
     config = SNAC_24KHZ if settings.size == "full" else TINY
     write_snac(directory, config, settings.seed)
@@ -117,16 +124,11 @@ def snac_subject(directory: Path, settings: DecoderSettings) -> Subject:
     codec.condition(VoiceConditioning())  # SNAC takes no voice: its streams carry no conditioning
     conditioning = None
 
-    def random_tokens(count: int, generator: torch.Generator) -> list[Any]:
-        frames = torch.randint(0, codec.token_vocab_size, (count, CODES_PER_FRAME), generator=generator)
-        return [tuple(int(c) for c in frame) for frame in frames]
-
     return Subject(
         codec,
         conditioning,
         orpheus.FAMILY,
         _policy(codec, orpheus.FAMILY),
-        random_tokens,
         lambda tokens, seed: whole_window(codec, conditioning, tokens, seed),
         snac_upstream(codec, config),
         {"config": config},
@@ -143,15 +145,11 @@ def bicodec_subject(directory: Path, settings: DecoderSettings) -> Subject:
     codec = BiCodec.from_pack(directory)
     conditioning = codec.condition(codec.warmup_voice(settings.seed))
 
-    def random_tokens(count: int, generator: torch.Generator) -> list[Any]:
-        return torch.randint(0, codec.token_vocab_size, (count,), generator=generator).tolist()
-
     return Subject(
         codec,
         conditioning,
         spark.FAMILY,
         _policy(codec, spark.FAMILY),
-        random_tokens,
         lambda tokens, seed: whole_window(codec, conditioning, tokens, seed),
         Upstream(None, None, NO_BICODEC_UPSTREAM),
         {"decoder_channels": codec.config.decoder.channels},
@@ -172,9 +170,6 @@ def s3gen_subject(directory: Path, settings: DecoderSettings) -> Subject:
     conditioning = codec.condition(codec.warmup_voice(settings.seed))
     voice = S3Voice(conditioning.prompt_tokens, conditioning.prompt_mel, conditioning.xvector)
 
-    def random_tokens(count: int, generator: torch.Generator) -> list[Any]:
-        return torch.randint(0, codec.token_vocab_size, (count,), generator=generator).tolist()
-
     def offline(tokens: list[Any], seed: int) -> torch.Tensor:
         return decode_offline(codec.model, torch.tensor(tokens, dtype=torch.int64), voice, seed)
 
@@ -184,7 +179,6 @@ def s3gen_subject(directory: Path, settings: DecoderSettings) -> Subject:
         conditioning,
         chatterbox.FAMILY,
         _policy(codec, chatterbox.FAMILY),
-        random_tokens,
         offline,
         upstream,
         {"prompt_tokens": int(voice.prompt_tokens.numel()), "flow_steps": config.flow.steps},

@@ -134,6 +134,18 @@ class DecodeWork:
         self.seconds += seconds
 
 
+def audio_chunk(
+    samples: np.ndarray, offset: int, sample_rate: int, final: bool = False
+) -> vocoder_pb2.AudioChunk:
+    """A Decode response of float32 samples starting at `offset`."""
+    return vocoder_pb2.AudioChunk(
+        pcm_f32=samples.astype("<f4", copy=False).tobytes(),
+        sample_offset=offset,
+        sample_rate=sample_rate,
+        final=final,
+    )
+
+
 class SeedDecodeLoop:
     """One stream's decode state in the seed's loop: tokens so far, the decode schedule and the
     stitching. `add` runs after each frame, `close` at the end of the stream; both return the
@@ -156,12 +168,7 @@ class SeedDecodeLoop:
         return audio.cpu().numpy().astype(np.float32, copy=False)
 
     def _chunk(self, samples: np.ndarray, offset: int, final: bool = False) -> vocoder_pb2.AudioChunk:
-        return vocoder_pb2.AudioChunk(
-            pcm_f32=samples.astype("<f4", copy=False).tobytes(),
-            sample_offset=offset,
-            sample_rate=self.codec.sample_rate,
-            final=final,
-        )
+        return audio_chunk(samples, offset, self.codec.sample_rate, final)
 
     async def _emit(self, start: int, end: int) -> list[vocoder_pb2.AudioChunk]:
         audio = await asyncio.to_thread(self._decode, self.tokens[start:end])

@@ -69,9 +69,6 @@ async def run(config: VocoderConfig) -> None:
     on_cpu = torch.device(config.device).type == "cpu"
     limits = scheduler_limits(config, policy)
     decoder = DeviceDecoder(codec, config.device, graphs=config.cuda_graphs)
-    batch_size = limits.max_batch_size if config.batching else 1
-    shapes = capture_shapes(policy, batch_size, limits.max_batch_tokens)
-    await asyncio.to_thread(decoder.warm_up, shapes)  # logs what it captured and its seconds
     scheduler = Scheduler(
         codec,
         policy,
@@ -80,6 +77,8 @@ async def run(config: VocoderConfig) -> None:
         host_load=HostCpuLoad() if on_cpu else None,
         decoder=decoder,
     )
+    shapes = capture_shapes(policy, scheduler.max_batch_size, limits.max_batch_tokens)
+    await asyncio.to_thread(decoder.warm_up, shapes)  # logs what it captured and its seconds
     warm_up_seconds = await asyncio.to_thread(scheduler.warm_up, codec.warmup_voice())
     coefficients = scheduler.cost.coefficients
     log.info(

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from voxserve.vocoder.codecs.base import DecodeRow, Window
+from voxserve.vocoder.codecs.base import Codec, DecodeRow, Window
 from voxserve.vocoder.stream import DecodeStream
 
 
@@ -32,6 +33,33 @@ class Batch:
             tokens = torch.tensor(stream.window_tokens(w), dtype=torch.long)
             rows.append(DecodeRow(w, tokens, stream.conditioning, stream.state))
         return cls(rows)
+
+    @classmethod
+    def random(
+        cls,
+        codec: Codec,
+        rows: int,
+        chunk: int,
+        lookahead: int,
+        conditioning: Any,
+        seed: int,
+        generator: torch.Generator,
+    ) -> Batch:
+        """`rows` first windows (`chunk` tokens, then `lookahead`) of random tokens, each its own
+        stream opened with `seed + row`: forwards run before any stream arrives."""
+        length = chunk + lookahead
+        shape = (length,) if codec.codes_per_token == 1 else (length, codec.codes_per_token)
+        return cls(
+            [
+                DecodeRow(
+                    Window(-1 - i, 0, chunk, 0, lookahead, final=False),
+                    torch.randint(0, codec.token_vocab_size, shape, generator=generator),
+                    conditioning,
+                    codec.open_stream(conditioning, seed + i),
+                )
+                for i in range(rows)
+            ]
+        )
 
     @property
     def windows(self) -> list[Window]:

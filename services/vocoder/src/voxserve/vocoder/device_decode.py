@@ -37,7 +37,8 @@ from typing import Any
 import torch
 
 from voxserve.common.logging import get_logger
-from voxserve.vocoder.codecs.base import Codec, DecodeRow, Window, crop_rows
+from voxserve.vocoder.batch import Batch
+from voxserve.vocoder.codecs.base import Codec, DecodeRow, crop_rows
 from voxserve.vocoder.stream import ChunkPolicy
 
 log = get_logger(__name__)
@@ -174,20 +175,11 @@ class DeviceDecoder:
         generator = torch.Generator().manual_seed(seed)
         with torch.inference_mode():
             for bucket, length in sorted(keys - set(self._graphs), reverse=True):
-                rows = [self._random_row(i, length, conditioning, seed, generator) for i in range(bucket)]
-                self._capture_key((bucket, length), rows)
+                batch = Batch.random(self.codec, bucket, length, 0, conditioning, seed, generator)
+                self._capture_key((bucket, length), batch.rows)
         seconds = time.monotonic() - started
         log.info("decode graphs captured", graphs=len(self._graphs), seconds=round(seconds, 3))
         return seconds
-
-    def _random_row(
-        self, index: int, length: int, conditioning: Any, seed: int, generator: torch.Generator
-    ) -> DecodeRow:
-        codes = self.codec.codes_per_token
-        shape = (length,) if codes == 1 else (length, codes)
-        tokens = torch.randint(0, self.codec.token_vocab_size, shape, generator=generator)
-        window = Window(-1 - index, 0, length, 0, 0, final=False)
-        return DecodeRow(window, tokens, conditioning, self.codec.open_stream(conditioning, seed + index))
 
     def _capture_key(self, key: tuple[int, int], rows: Sequence[DecodeRow]) -> None:
         assert self.static_forward is not None and self._capture is not None

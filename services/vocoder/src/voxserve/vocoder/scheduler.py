@@ -36,7 +36,7 @@ from voxserve.common.logging import get_logger
 from voxserve.common.status import Overloaded
 from voxserve.vocoder import metrics
 from voxserve.vocoder.batch import Batch
-from voxserve.vocoder.codecs.base import Codec, DecodeRow, VoiceConditioning, Window
+from voxserve.vocoder.codecs.base import Codec, VoiceConditioning, Window
 from voxserve.vocoder.cost_model import CostModel
 from voxserve.vocoder.device_decode import DeviceDecoder
 from voxserve.vocoder.load_meter import LoadMeter
@@ -257,29 +257,18 @@ class Scheduler:
         policy = self.policy
         right = policy.lookahead_tokens
         chunks = sorted({policy.first_chunk_tokens, 2 * policy.first_chunk_tokens, policy.max_chunk_tokens})
-        shape = (1,) if self.codec.codes_per_token == 1 else (self.codec.codes_per_token,)
         first = True
         for chunk in chunks:
             length = chunk + right
             for rows in WARMUP_ROWS:
                 if rows > self.max_batch_size or rows * length > self.limits.max_batch_tokens:
                     continue
-                batch = [
-                    DecodeRow(
-                        Window(-1 - i, 0, chunk, 0, right, final=False),
-                        torch.randint(0, self.codec.token_vocab_size, (length, *shape), generator=generator)
-                        .squeeze(-1)
-                        .long(),
-                        conditioning,
-                        self.codec.open_stream(conditioning, seed + i),
-                    )
-                    for i in range(rows)
-                ]
+                batch = Batch.random(self.codec, rows, chunk, right, conditioning, seed, generator)
                 if first:  # the first forward pays one-time costs (allocations, kernel choice)
-                    self._decode_to_host(Batch(batch))
+                    self._decode_to_host(batch)
                     first = False
                 began = time.monotonic()
-                self._decode_to_host(Batch(batch))
+                self._decode_to_host(batch)
                 self._record_cost(rows, length, time.monotonic() - began)
         return time.monotonic() - started
 
