@@ -22,12 +22,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,15 @@ def _pack(path: Path | None):  # type: ignore[no-untyped-def]
     from voxserve.random_packs.writer import resolve_pack
 
     return resolve_pack(path)
+
+
+def _run_from_args(module: str) -> Callable[[argparse.Namespace], int]:
+    """A subcommand run by its module's own `run_from_args`, imported only when it runs."""
+
+    def run(args: argparse.Namespace) -> int:
+        return int(importlib.import_module(module).run_from_args(args))
+
+    return run
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -135,12 +145,6 @@ def cmd_s3gen(args: argparse.Namespace) -> int:
     return _codec_stream_benchmark(args, "s3", run_s3gen_stream)
 
 
-def cmd_decoders(args: argparse.Namespace) -> int:
-    from bench.decoders import run_from_args
-
-    return run_from_args(args)
-
-
 def cmd_long_text(args: argparse.Namespace) -> int:
     from bench.long_text import run_long_text
 
@@ -175,18 +179,6 @@ def cmd_chatterbox(args: argparse.Namespace) -> int:
     print(table(result))
     print(f"\nwritten: {result['written']}")
     return 0
-
-
-def cmd_chatterbox_enrolment(args: argparse.Namespace) -> int:
-    from bench.chatterbox_enrolment import run_from_args
-
-    return run_from_args(args)
-
-
-def cmd_enrolment(args: argparse.Namespace) -> int:
-    from bench.enrolment import run_from_args
-
-    return run_from_args(args)
 
 
 def cmd_faults(args: argparse.Namespace) -> int:
@@ -314,7 +306,7 @@ def parser() -> argparse.ArgumentParser:
     dc.add_argument("--threads", type=int, default=1, help="torch threads")
     dc.add_argument("--seed", type=int, default=0, help="weights, tokens, voice and noise")
     dc.add_argument("--out", default=str(DEFAULT_OUT))
-    dc.set_defaults(func=cmd_decoders)
+    dc.set_defaults(func=_run_from_args("bench.decoders"))
 
     lt = sub.add_parser("long-text", help="a long text: pipelined segments vs sequential vs whole segments")
     lt.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
@@ -338,12 +330,12 @@ def parser() -> argparse.ArgumentParser:
 
     en = sub.add_parser("enrolment", help="Spark voice enrolment: encode time for a 10 s reference")
     enrolment_arguments(en)
-    en.set_defaults(func=cmd_enrolment)
+    en.set_defaults(func=_run_from_args("bench.enrolment"))
     ce = sub.add_parser(
         "chatterbox-enrolment", help="Chatterbox enrolment: each part's time for a 10 s reference"
     )
     chatterbox_enrolment_arguments(ce)
-    ce.set_defaults(func=cmd_chatterbox_enrolment)
+    ce.set_defaults(func=_run_from_args("bench.chatterbox_enrolment"))
 
     fl = sub.add_parser(
         "faults", help="leak: randomly cancelled streams; soak: steady load with cancellations"

@@ -134,3 +134,14 @@ def test_the_gateway_gets_its_http_port(tmp_path: Path) -> None:
     assert stack.service_env("gateway")["VOXSERVE_GATEWAY_HTTP_PORT"] == str(ports.gateway_http)
     assert "VOXSERVE_GENERATOR_HTTP_PORT" not in stack.service_env("generator")
     assert ports.http_url("/v1/models") == f"http://127.0.0.1:{ports.gateway_http}/v1/models"
+
+
+def test_the_stack_vocoder_leaves_the_generator_its_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("VOXSERVE_VOCODER_CPU_DECODE_LANES", raising=False)
+    assert LocalStack(tmp_path).service_env("vocoder")["VOXSERVE_VOCODER_CPU_DECODE_LANES"] == "1"
+    chosen = LocalStack(tmp_path, env={"VOXSERVE_VOCODER_CPU_DECODE_LANES": "2"})
+    assert chosen.service_env("vocoder")["VOXSERVE_VOCODER_CPU_DECODE_LANES"] == "2"
+    monkeypatch.setenv("VOXSERVE_VOCODER_CPU_DECODE_LANES", "3")
+    assert LocalStack(tmp_path).service_env("vocoder")["VOXSERVE_VOCODER_CPU_DECODE_LANES"] == "3"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -49,3 +51,26 @@ def test_cuda_switches_read_from_the_environment() -> None:
     environ = {"VOXSERVE_VOCODER_CUDA_GRAPHS": "false", "VOXSERVE_VOCODER_TF32": "true"}
     loaded = load_config(vocoder_config.VocoderConfig, vocoder_config.PREFIX, environ=environ)
     assert loaded.cuda_graphs is False and loaded.tf32 is True
+
+
+def test_decode_lanes_follow_the_cores_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(vocoder_config, "available_cores", lambda: 8)
+    assert vocoder_config.load().decode_lanes == 8, "one intra-op thread each: one lane per core"
+    assert vocoder_config.load(torch_threads=2).decode_lanes == 4
+    assert vocoder_config.load(torch_threads=0).decode_lanes == 1, "torch's threads take every core"
+    assert vocoder_config.load(cpu_decode_lanes=3).decode_lanes == 3
+    with pytest.raises(ConfigError, match="VOXSERVE_VOCODER_CPU_DECODE_LANES=-1: must be >= 0"):
+        vocoder_config.load(cpu_decode_lanes=-1)
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "cores"), [("max 100000\n", 64), ("250000 100000\n", 2), ("50000 100000", 1)]
+)
+def test_a_cgroup_quota_caps_the_available_cores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cpu_max: str, cores: int
+) -> None:
+    monkeypatch.setattr(vocoder_config.os, "sched_getaffinity", lambda pid: set(range(64)))
+    limit = tmp_path / "cpu.max"
+    limit.write_text(cpu_max)
+    assert vocoder_config.available_cores(limit) == cores
+    assert vocoder_config.available_cores(tmp_path / "absent") == 64

@@ -17,7 +17,7 @@ from voxserve.vocoder.codecs.base import Codec, CodecInputError, DecodeRow, Wind
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.codecs.s3gen.codec import S3GenCodec, S3StreamState
 from voxserve.vocoder.codecs.snac import SnacCodec
-from voxserve.vocoder.device_decode import DeviceDecoder, bucket_for, capture_shapes
+from voxserve.vocoder.device_decode import DeviceDecoder, bucket_for, capture_shapes, split_rows
 from voxserve.vocoder.receptive_field import measure_context
 from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
 from voxserve.vocoder.stream import ChunkPolicy
@@ -62,6 +62,46 @@ def test_a_batch_goes_in_the_smallest_bucket_that_holds_it() -> None:
     buckets = (1, 2, 4, 8, 16)
     assert [bucket_for(n, buckets) for n in (1, 2, 3, 4, 5, 8, 9, 16)] == [1, 2, 4, 4, 8, 8, 16, 16]
     assert bucket_for(17, buckets) is None
+
+
+def test_rows_split_into_even_contiguous_groups(tiny_bicodec: BiCodec) -> None:
+    rows = rows_for(tiny_bicodec, 5)
+    assert [[r.window.stream_id for r in g] for g in split_rows(rows, 2)] == [[0, 1, 2], [3, 4]]
+    assert [len(g) for g in split_rows(rows, 3)] == [2, 2, 1]
+    assert [len(g) for g in split_rows(rows, 8)] == [1] * 5, "never an empty group"
+    assert [len(g) for g in split_rows(rows[:1], 2)] == [1]
+
+
+@pytest.mark.parametrize("name", ["bicodec", "snac", "s3gen"])
+def test_rows_decoded_in_lanes_match_one_forward_in_order(
+    name: str, tiny_bicodec: BiCodec, tiny_snac: SnacCodec, s3gen_codec: S3GenCodec
+) -> None:
+    codec: Codec = {"bicodec": tiny_bicodec, "snac": tiny_snac, "s3gen": s3gen_codec}[name]
+    right = s3gen_codec.lookahead_tokens if name == "s3gen" else 4
+    rows = rows_for(codec, 5, length=16, left=4, right=right, seed=7)
+    twin = copy.deepcopy(rows)  # S3Gen's streams carry state from chunk to chunk
+    laned = DeviceDecoder(codec, "cpu", graphs=False, lanes=3)
+    assert laned.lanes == 3
+    ours = laned.decode(rows)
+    theirs = DeviceDecoder(codec, "cpu", graphs=False).decode(twin)
+    assert len(ours) == 5
+    for ours_row, theirs_row in zip(ours, theirs, strict=True):
+        # Groups of 2, 2 and 1 rows against one of 5: only the rounding of batch sizes differs.
+        torch.testing.assert_close(ours_row, theirs_row, rtol=0, atol=1e-5)
+    if name == "s3gen":
+        for row, other in zip(rows, twin, strict=True):
+            mine, expected = _state_values(row.state), _state_values(other.state)
+            assert all(torch.allclose(mine[key], expected[key], atol=1e-5) for key in mine)
+
+
+def test_a_failing_lane_fails_the_batch_after_every_lane_is_done(tiny_bicodec: BiCodec) -> None:
+    decoder = DeviceDecoder(tiny_bicodec, "cpu", graphs=False, lanes=2)
+    rows = rows_for(tiny_bicodec, 4)
+    rows[3].tokens[0] = tiny_bicodec.token_vocab_size  # in the second lane's group
+    with pytest.raises(CodecInputError, match="tokens must lie in"):
+        decoder.decode(rows)
+    with pytest.raises(ValueError, match="lanes must be >= 1"):
+        DeviceDecoder(tiny_bicodec, "cpu", graphs=False, lanes=0)
 
 
 def test_capture_shapes_cover_the_ladder_within_the_batch_limits() -> None:

@@ -147,6 +147,10 @@ class LocalStack:
                 env[f"{prefix}VOICES_FILE"] = str(voices)
         else:
             env[f"{prefix}PACK"] = str(self.pack)
+        if service == "vocoder":
+            # The stack's services share this host's cores: decode lanes would take the cores the
+            # generator runs on. A vocoder on a host (or container) of its own takes them all.
+            env.setdefault(f"{prefix}CPU_DECODE_LANES", "1")
         env.update(self.env)
         return env
 

@@ -68,7 +68,7 @@ async def run(config: VocoderConfig) -> None:
     policy = chunk_policy(config, codec, pack.family)
     on_cpu = torch.device(config.device).type == "cpu"
     limits = scheduler_limits(config, policy)
-    decoder = DeviceDecoder(codec, config.device, graphs=config.cuda_graphs)
+    decoder = DeviceDecoder(codec, config.device, graphs=config.cuda_graphs, lanes=config.decode_lanes)
     scheduler = Scheduler(
         codec,
         policy,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,8 +20,23 @@ _ZERO_PICKS_DEFAULT = (
     "context_tokens",
     "max_batch_tokens",
     "torch_threads",
+    "cpu_decode_lanes",
 )
 _AT_LEAST_ONE = ("max_stream_tokens", "max_streams", "max_batch_size", "max_encodes")
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
+
+
+def available_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """Cores this process may use: its CPU affinity, capped by its cgroup's CPU quota (a container
+    limited to 2 CPUs on a 64-core node sees all 64 in its affinity)."""
+    cores = len(os.sched_getaffinity(0))
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to read: the affinity stands
+    return cores
 
 
 @dataclass(frozen=True)
@@ -101,10 +117,26 @@ class VocoderConfig(ServiceConfig):
         "Intra-op threads for torch on CPU; 0 leaves torch's default (one per core). One keeps a "
         "forward from stalling on threads that share cores with the event loop and other services",
     )
+    cpu_decode_lanes: int = setting(
+        0,
+        "On a CPU device, decode a batch's rows in this many parallel groups, one thread each (so a "
+        "batch of two rows on two cores costs about one row); 0 means the cores this process may use "
+        "(affinity and cgroup quota) divided by torch_threads (1 when torch_threads is 0); no effect "
+        "on a GPU",
+    )
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
+
+    @property
+    def decode_lanes(self) -> int:
+        """Parallel row groups on a CPU device: the setting, or what the cores allow."""
+        if self.cpu_decode_lanes:
+            return self.cpu_decode_lanes
+        if self.torch_threads == 0:
+            return 1  # torch's own threads already take every core
+        return max(1, available_cores() // self.torch_threads)
 
     def check(self) -> None:
         super().check()

@@ -10,9 +10,10 @@ is in flight is filtered out of the results.
 Batch formation follows measured costs (`cost_model`): a ready window joins the most urgent
 one's forward only when the predicted cost per row falls by more than BATCHING_MARGIN, or when
 the ready windows served one forward each would leave a client dry; and never when the longer
-forward would make a row already in the batch miss a deadline it would otherwise meet. On a CPU,
-where a batch costs about the sum of its rows, that keeps batches small; on a GPU, where it
-costs about one row, they fill.
+forward would make a row already in the batch miss a deadline it would otherwise meet. On one CPU
+core, where a batch costs about the sum of its rows, that keeps batches small; over several
+cores (the decoder's lanes) a batch fills up to one row per core; on a GPU, where it costs about
+one row, batches fill.
 
 Urgency: a stream that has sent no audio yet counts as due `first_audio_priority_seconds`
 before it arrived; any other stream is due at its playback deadline (when its client, playing
@@ -112,7 +113,7 @@ class Scheduler:
         self.limits = limits
         self.max_batch_size = limits.max_batch_size if batching else 1
         self.load_meter = LoadMeter()
-        self.cost = CostModel()
+        self.cost = CostModel(lanes=self.decoder.lanes)
         self.host_load = host_load
         self._streams: dict[int, DecodeStream] = {}
         self._wake = asyncio.Event()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,12 +48,23 @@ _NOISE_USE = 100
 
 
 class PositionedNoise(nn.Module):
-    """SNAC's noise block with its noise given from outside (`noise`, [B, 1, T]) instead of drawn."""
+    """SNAC's noise block with its noise given from outside (`noise`, [B, 1, T]) instead of drawn.
+
+    The noise is held per thread: decode lanes run forwards of one model at once, each with the
+    noise of its own rows."""
 
     def __init__(self, block: NoiseBlock):
         super().__init__()
         self.linear = block.linear
-        self.noise: torch.Tensor | None = None
+        self._given = threading.local()
+
+    @property
+    def noise(self) -> torch.Tensor | None:
+        return getattr(self._given, "noise", None)
+
+    @noise.setter
+    def noise(self, value: torch.Tensor | None) -> None:
+        self._given.noise = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.noise is None:  # a decode without position (receptive-field measurement)
