@@ -13,6 +13,7 @@ from tests.services.vocoder.test_cost_model import CPU, GPU, SHAPES
 from voxserve.vocoder.codecs.base import Codec
 from voxserve.vocoder.codecs.bicodec import BiCodec
 from voxserve.vocoder.cost_model import Coefficients
+from voxserve.vocoder.device_decode import DeviceDecoder
 from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits
 from voxserve.vocoder.stream import ChunkPolicy, DecodeStream
 
@@ -96,6 +97,28 @@ def test_a_queue_that_one_by_one_would_starve_clients_is_batched_even_on_a_cpu(t
     batch = scheduler.next_batch(now)
     assert batch is not None and batch.size > 1
     assert all(w.stream_id in {s.id for s in streams} for w in batch.windows)
+
+
+@pytest.mark.parametrize(("lanes", "expected"), [(1, 1), (2, 2)])
+def test_a_forward_takes_little_longer_than_one_row_of_the_longest_window(
+    tiny_bicodec: BiCodec, lanes: int, expected: int
+) -> None:
+    # Clients about to run dry would take any batch that shortens the queue; yet a stream that
+    # arrives meanwhile waits for the forward in flight, so it stays near one row's time: one
+    # row on one core, one row per lane on two.
+    costly = Coefficients(fixed=0.01, per_window_token=0.0, per_batch_token=0.0001, lanes=lanes)
+    scheduler = Scheduler(
+        tiny_bicodec, POLICY, LIMITS, decoder=DeviceDecoder(tiny_bicodec, "cpu", graphs=False, lanes=lanes)
+    )
+    for rows, tokens in SHAPES:
+        scheduler.cost.record(rows, tokens, costly.seconds(rows, tokens))
+    scheduler.cost.refit()
+    now = time.monotonic()
+    for _ in range(8):
+        ready(scheduler, decoded=50, first_audio_at=now - 0.96, created=now - 2)
+    batch = scheduler.next_batch(now)
+    assert batch is not None and batch.window_length == POLICY.longest_window
+    assert batch.size == expected
 
 
 def test_before_the_model_has_measured_enough_batches_fill_as_before(tiny_bicodec: BiCodec) -> None:

@@ -57,7 +57,7 @@ BATCHING_MARGIN = 0.05
 # A forward may take at most this many times a one-row forward of the longest window: a stream
 # that arrives meanwhile waits for the forward in flight, and on a device where a batch costs
 # about the sum of its rows that wait would otherwise grow with the batch.
-MAX_FORWARD_FACTOR = 2.0
+MAX_FORWARD_FACTOR = 1.25
 # Rows per forward the warm-up measures, at each of its window lengths.
 WARMUP_ROWS = (1, 2, 4, 8)
 
