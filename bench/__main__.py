@@ -8,6 +8,7 @@ python -m bench scaling                                 # vocoder compute per au
 python -m bench s3gen                                   # S3Gen streamed vs offline vs prefix re-run
 python -m bench snac                                    # SNAC streamed vs offline vs the Orpheus loop
 python -m bench decoders --size full                    # each codec: voxserve offline, streamed, upstream
+python -m bench lanes                                   # a CPU batch on one thread vs over decode lanes
 python -m bench long-text                               # 2,000 characters: pipelined segments vs not
 python -m bench chatterbox                              # Chatterbox: tokens streamed to the flow vs all first
 python -m bench enrolment --size full                   # Spark voice enrolment: encode time for 10 s of audio
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.chatterbox_enrolment import add_arguments as chatterbox_enrolment_arguments
+from bench.decode_lanes import add_arguments as decode_lanes_arguments
 from bench.enrolment import add_arguments as enrolment_arguments
 
 DEFAULT_OUT = Path(__file__).parent / "results"
@@ -308,6 +310,10 @@ def parser() -> argparse.ArgumentParser:
     dc.add_argument("--out", default=str(DEFAULT_OUT))
     dc.set_defaults(func=_run_from_args("bench.decoders"))
 
+    dl = sub.add_parser("lanes", help="a CPU forward on one thread against the same batch over decode lanes")
+    decode_lanes_arguments(dl)
+    dl.set_defaults(func=_run_from_args("bench.decode_lanes"))
+
     lt = sub.add_parser("long-text", help="a long text: pipelined segments vs sequential vs whole segments")
     lt.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
     lt.add_argument("--chars", type=int, default=2000, help="length of the text")
@@ -343,13 +349,9 @@ def parser() -> argparse.ArgumentParser:
     fl.add_argument("what", choices=["leak", "overload", "soak"])
     fl.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
     fl.add_argument("--streams", type=int, default=1000, help="leak: streams to cancel")
-    fl.add_argument(
-        "--concurrency",
-        type=int,
-        default=3,
-        help="leak: clients at once; overload: the gateway's stream limit; soak: 80%% of the "
-        "sustained capacity (4 streams on 2 CPU cores)",
-    )
+    concurrency_help = "leak: clients at once; overload: the gateway's stream limit; soak: 80%% of the "
+    concurrency_help += "sustained capacity (4 streams on 2 CPU cores)"
+    fl.add_argument("--concurrency", type=int, default=3, help=concurrency_help)
     fl.add_argument("--seconds", type=float, default=600.0, help="soak: how long; overload: per phase")
     fl.add_argument("--out", default=str(DEFAULT_OUT))
     fl.set_defaults(func=cmd_faults)

@@ -1,0 +1,110 @@
+"""Decode lanes on a CPU: a batch's forward on one thread against the same batch split over lanes.
+
+`python -m bench lanes [--size tiny|full] [--rows 1,2,4] [--lanes 0]` builds each codec's random
+decoder (the packs of `bench decoders`), makes batches of the longest window the vocoder decodes
+(left context + largest chunk + lookahead, random tokens, every row its own stream) and times, per
+row count, `DeviceDecoder(lanes=1)` and `DeviceDecoder(lanes=N)` back to back on the same rows,
+with one torch thread each, after an untimed forward of each (the first forward of a shape pays
+the kernels' one-time costs). The figure is the median over repeats; `speedup` is one lane's time
+over the lanes' time. Nothing else runs meanwhile: this is the lanes' gain on an idle machine,
+while `bench vocoder` shows what remains of it beside a busy event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = Path(__file__).parent / "results"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", choices=["tiny", "full"], default="tiny", help="random codecs' sizes")
+    p.add_argument("--codecs", default="bicodec,s3gen,snac", help="comma-separated codecs")
+    p.add_argument("--rows", default="1,2,4", help="rows per batch, comma-separated")
+    p.add_argument("--lanes", type=int, default=0, help="lanes to compare with one; 0: the cores")
+    p.add_argument("--repeats", type=int, default=5, help="timed forwards each way; the median is kept")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=str(DEFAULT_OUT))
+
+
+def time_batches(subject: Any, rows: list[int], lanes: int, repeats: int, seed: int) -> list[dict[str, Any]]:
+    """Per row count: milliseconds of one forward on one lane and on `lanes`, and their ratio."""
+    import torch
+
+    from voxserve.vocoder.batch import Batch
+    from voxserve.vocoder.device_decode import DeviceDecoder
+
+    codec, policy = subject.codec, subject.policy
+    one = DeviceDecoder(codec, "cpu", graphs=False, lanes=1)
+    many = DeviceDecoder(codec, "cpu", graphs=False, lanes=lanes)
+    generator = torch.Generator().manual_seed(seed)
+    # A first window as long as the longest steady one: the length the saturated vocoder decodes.
+    chunk = policy.left_context_tokens + policy.max_chunk_tokens
+    figures = []
+    for count in rows:
+        batch = Batch.random(
+            codec, count, chunk, policy.lookahead_tokens, subject.conditioning, seed, generator
+        )
+        timings: dict[str, list[float]] = {"one_lane": [], "lanes": []}
+        for decoder in (one, many):
+            decoder.decode(batch.rows)
+        for _ in range(repeats):
+            for way, decoder in (("one_lane", one), ("lanes", many)):
+                started = time.perf_counter()
+                decoder.decode(batch.rows)
+                timings[way].append(time.perf_counter() - started)
+        one_ms = statistics.median(timings["one_lane"]) * 1e3
+        lanes_ms = statistics.median(timings["lanes"]) * 1e3
+        figures.append(
+            {
+                "rows": count,
+                "window_tokens": policy.longest_window,
+                "one_lane_ms": one_ms,
+                "lanes_ms": lanes_ms,
+                "speedup": one_ms / lanes_ms,
+            }
+        )
+    return figures
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.decoders import BUILDERS, DecoderSettings, torch_threads
+    from bench.report import machine_facts
+    from bench.streamed import write_result
+    from voxserve.vocoder.config import available_cores
+
+    codecs = tuple(name.strip() for name in args.codecs.split(",") if name.strip())
+    rows = [int(part) for part in args.rows.split(",") if part.strip()]
+    lanes = args.lanes or available_cores()
+    if lanes < 2 or args.repeats < 1 or not rows or min(rows) < 1:
+        raise SystemExit("lanes must be >= 2 (this machine's cores, or --lanes), repeats and rows >= 1")
+    settings = DecoderSettings(size=args.size, codecs=codecs, seed=args.seed)
+    result: dict[str, Any] = {
+        "benchmark": "decode-lanes",
+        "machine": machine_facts(),
+        "settings": {"size": args.size, "rows": rows, "lanes": lanes, "repeats": args.repeats},
+        "torch": torch.__version__,
+        "codecs": {},
+    }
+    with torch_threads(1):
+        for name in codecs:
+            with tempfile.TemporaryDirectory(prefix=f"lanes-{name}-") as scratch:
+                subject = BUILDERS[name](Path(scratch), settings)
+                result["codecs"][name] = time_batches(subject, rows, lanes, args.repeats, args.seed)
+    written = write_result(Path(args.out), "decode-lanes", result)
+    print(f"one forward on 1 lane against {lanes} lanes, ms (median of {args.repeats})")
+    for name, figures in result["codecs"].items():
+        for f in figures:
+            print(
+                f"{name:<8} rows {f['rows']:>2} x {f['window_tokens']} tokens: "
+                f"{f['one_lane_ms']:8.1f} {f['lanes_ms']:8.1f}  {f['speedup']:.2f}x"
+            )
+    print(f"\nwritten: {written['written']}")
+    return 0
