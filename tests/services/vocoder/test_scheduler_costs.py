@@ -107,9 +107,7 @@ def test_a_forward_takes_little_longer_than_one_row_of_the_longest_window(
     # Clients about to run dry would take any batch that shortens the queue; yet a stream that
     # arrives meanwhile waits for the forward in flight, so it stays near one row's time: one
     # row on one core, one row per lane on two.
-    costly = Coefficients(
-        fixed=0.01, per_window_token=0.0, per_batch_token=0.0, per_lane_token=0.0001, lanes=lanes
-    )
+    costly = Coefficients(fixed=0.01, per_window_token=0.0, per_batch_token=0.0001, lanes=lanes)
     scheduler = Scheduler(
         tiny_bicodec, POLICY, LIMITS, decoder=DeviceDecoder(tiny_bicodec, "cpu", graphs=False, lanes=lanes)
     )
@@ -147,7 +145,7 @@ def test_the_warm_up_seeds_the_cost_model_for_every_codec(
     assert scheduler.cost.seconds(4, 10) > 0
     coefficients = scheduler.cost.coefficients
     assert coefficients is not None
-    for term in ("fixed", "window_token", "batch_token", "lane_token"):
+    for term in ("fixed", "window_token", "batch_token"):
         exported = REGISTRY.get_sample_value(f"voxserve_vocoder_cost_{term}_seconds")
         field = "fixed" if term == "fixed" else f"per_{term}"
         assert exported == getattr(coefficients, field), term

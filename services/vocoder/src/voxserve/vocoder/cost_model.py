@@ -1,19 +1,15 @@
 """What a decode forward costs on this device, learned from the scheduler's own forwards.
 
-A forward of `rows` windows of `tokens` tokens each, its rows split over `lanes` parallel
-groups (`DeviceDecoder`: up to one per CPU core; one on a GPU), is modelled as
+A forward of `rows` windows of `tokens` tokens each, decoded in `lanes` parallel groups of
+rows (`DeviceDecoder`: one per CPU core it may use; one on a GPU), is modelled as
 
-    seconds = fixed + per_window_token * tokens
-              + per_batch_token * rows * tokens + per_lane_token * ceil(rows / lanes) * tokens
+    seconds = fixed + per_window_token * tokens + per_batch_token * ceil(rows / lanes) * tokens
 
-On one CPU core the rows term dominates: a batch costs about the sum of its rows, so batching
-saves only the fixed part. Where lanes run in parallel the lane term takes its place: a batch
-costs about its largest group. Where they do not (a small model's many small kernels, each
-taking the GIL back, serialise on it) the rows term stays, and the fit says so. On a GPU the
-first two terms dominate: until the device is full a batch costs about one row. The model is not
-told which of these it is on; it is refitted by least squares over the most recent forwards
-(seeded by the warm-up's), with every coefficient kept >= 0. With one lane the last two terms
-are the same, and only the rows term is fitted.
+On one CPU core the last term dominates: a batch costs about the sum of its rows, so batching
+saves only the fixed part; spread over lanes, a batch costs about its largest group. On a GPU
+the first two terms dominate: until the device is full a batch costs about one row. The model is
+not told which device it is on; it is refitted by least squares over the most recent forwards
+(seeded by the warm-up's), with every coefficient kept >= 0.
 """
 
 from __future__ import annotations
@@ -27,7 +23,7 @@ import numpy as np
 
 # The model needs forwards of at least this many different shapes before it predicts.
 MIN_SHAPES = 3
-# Refit after this many new forwards (a 4-coefficient least squares is cheap, not free).
+# Refit after this many new forwards (a 3-coefficient least squares is cheap, not free).
 REFIT_EVERY = 8
 
 
@@ -36,49 +32,37 @@ class Coefficients:
     fixed: float
     per_window_token: float
     per_batch_token: float
-    per_lane_token: float = 0.0
     lanes: int = 1
 
     def seconds(self, rows: int, tokens: int) -> float:
         serial_rows = math.ceil(rows / self.lanes)
-        return (
-            self.fixed
-            + self.per_window_token * tokens
-            + self.per_batch_token * rows * tokens
-            + self.per_lane_token * serial_rows * tokens
-        )
+        return self.fixed + self.per_window_token * tokens + self.per_batch_token * serial_rows * tokens
 
 
-def _features(rows: np.ndarray, tokens: np.ndarray, lanes: int) -> np.ndarray:
-    columns = [np.ones_like(rows), tokens, rows * tokens]
-    if lanes > 1:
-        columns.append(np.ceil(rows / lanes) * tokens)
-    return np.stack(columns, axis=1)
+def _features(rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+    return np.stack([np.ones_like(rows), tokens, rows * tokens], axis=1)
 
 
 def fit(rows: np.ndarray, tokens: np.ndarray, seconds: np.ndarray, lanes: int = 1) -> Coefficients:
-    """Non-negative least squares over the terms (an exhaustive active set: 15 subsets of 4)."""
-    features = _features(rows.astype(np.float64), tokens.astype(np.float64), lanes)
-    terms = features.shape[1]
+    """Non-negative least squares over the three terms (an exhaustive active set: 7 subsets)."""
+    serial_rows = np.ceil(rows.astype(np.float64) / lanes)
+    features = _features(serial_rows, tokens.astype(np.float64))
     best: tuple[float, np.ndarray] | None = None
-    for size in range(terms, 0, -1):
-        for subset in itertools.combinations(range(terms), size):
+    for size in (3, 2, 1):
+        for subset in itertools.combinations(range(3), size):
             solution, *_ = np.linalg.lstsq(features[:, subset], seconds, rcond=None)
             if (solution < 0).any():
                 continue
-            full = np.zeros(terms)
+            full = np.zeros(3)
             full[list(subset)] = solution
             error = float(np.sum((features @ full - seconds) ** 2))
             if best is None or error < best[0]:
                 best = (error, full)
         if best is not None:
             break  # the largest non-negative subset fits at least as well as any smaller one
-    if best is None:
-        return Coefficients(float(np.mean(seconds)), 0.0, 0.0, lanes=lanes)
-    fixed, per_window_token, per_batch_token, per_lane_token = [float(c) for c in best[1]] + [0.0] * (
-        4 - terms
-    )
-    return Coefficients(fixed, per_window_token, per_batch_token, per_lane_token, lanes)
+    coefficients = best[1] if best is not None else np.array([float(np.mean(seconds)), 0.0, 0.0])
+    fixed, per_window_token, per_batch_token = (float(c) for c in coefficients)
+    return Coefficients(fixed, per_window_token, per_batch_token, lanes)
 
 
 @dataclass

@@ -22,14 +22,13 @@ tail lengths and carries each stream's phase and tails from chunk to chunk on th
 no fixed shape to capture, and since nothing is padded, no stream's state is ever touched by
 another row.
 
-On a CPU, a batch's rows split into `lanes` groups decoded at once, each on its own thread
-(torch releases the GIL inside its kernels, and with one intra-op thread a kernel runs on the
-thread that calls it). A small decoder's convolutions gain little from intra-op threads, but
-rows are independent work: for a decoder whose time goes to large kernels, a batch of two rows on
-two cores then costs about one row, as a batch does on a GPU, instead of the sum of its rows. A
-small model's hundreds of small kernels each take the GIL back and serialise in part; the cost
-model measures which it is. Rows decoded in smaller groups differ from one forward only by the
-rounding any two batch sizes differ by.
+On a CPU, a batch's rows split into `lanes` groups decoded at once, each on its own thread (torch
+releases the GIL inside its kernels, and with one intra-op thread a kernel runs on the thread that
+calls it). A small decoder's convolutions gain little from intra-op threads, but rows are
+independent work: for a decoder whose time goes to large kernels, a batch of two rows on two cores
+then costs about one row, as a batch does on a GPU, instead of the sum of its rows. A small model's
+hundreds of small kernels each take the GIL back and serialise in part. Rows decoded in smaller
+groups differ from one forward only by the rounding any two batch sizes differ by.
 
 Samples reach the host through one pinned buffer, copied on a side stream (so the copy does not
 queue behind the next forward on the default stream), then copied out of the buffer into memory

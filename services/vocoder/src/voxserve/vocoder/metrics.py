@@ -41,16 +41,11 @@ LEAD_SECONDS = Histogram(
     buckets=(-1.0, -0.5, -0.2, -0.1, -0.05, 0.0, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0),
 )
 # The scheduler's cost model of a forward: fixed + per_window_token x tokens
-# + per_batch_token x rows x tokens + per_lane_token x ceil(rows / lanes) x tokens
-# (see cost_model.py).
+# + per_batch_token x rows x tokens (see cost_model.py).
 COST_FIXED_SECONDS = Gauge("voxserve_vocoder_cost_fixed_seconds", "Cost model: seconds every forward pays")
 COST_WINDOW_TOKEN_SECONDS = Gauge(
     "voxserve_vocoder_cost_window_token_seconds", "Cost model: seconds per window token, whatever the rows"
 )
 COST_BATCH_TOKEN_SECONDS = Gauge(
     "voxserve_vocoder_cost_batch_token_seconds", "Cost model: seconds per token of every row (rows x tokens)"
-)
-COST_LANE_TOKEN_SECONDS = Gauge(
-    "voxserve_vocoder_cost_lane_token_seconds",
-    "Cost model: seconds per token of the largest lane's rows (ceil(rows / lanes) x tokens)",
 )

@@ -279,7 +279,6 @@ class Scheduler:
             metrics.COST_FIXED_SECONDS.set(coefficients.fixed)
             metrics.COST_WINDOW_TOKEN_SECONDS.set(coefficients.per_window_token)
             metrics.COST_BATCH_TOKEN_SECONDS.set(coefficients.per_batch_token)
-            metrics.COST_LANE_TOKEN_SECONDS.set(coefficients.per_lane_token)
 
     def _waiting_with_backlog(self) -> bool:
         return any(
