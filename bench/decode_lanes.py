@@ -1,13 +1,14 @@
-"""Decode lanes on a CPU: a batch's forward on one thread against the same batch split over lanes.
+"""Decode lanes on a CPU: N forwards one after another on one thread against N at once on N lanes.
 
 `python -m bench lanes [--size tiny|full] [--rows 1,2,4] [--lanes 0]` builds each codec's random
-decoder (the packs of `bench decoders`), makes batches of the longest window the vocoder decodes
+decoder (the packs of `bench decoders`), makes N batches of the longest window the vocoder decodes
 (left context + largest chunk + lookahead, random tokens, every row its own stream) and times, per
-row count, `DeviceDecoder(lanes=1)` and `DeviceDecoder(lanes=N)` back to back on the same rows,
-with one torch thread each, after an untimed forward of each (the first forward of a shape pays
-the kernels' one-time costs). The figure is the median over repeats; `speedup` is one lane's time
-over the lanes' time. Nothing else runs meanwhile: this is the lanes' gain on an idle machine,
-while `bench vocoder` shows what remains of it beside a busy event loop.
+row count, the N forwards one after another on one thread (`one_lane_ms`) and the same N forwards
+started together on N threads of one `DeviceDecoder(lanes=N)` (`lanes_ms`), as the scheduler runs
+them, with one torch thread each, after an untimed round of each (the first forward of a shape
+pays the kernels' one-time costs). The figure is the median over repeats; `speedup` is one lane's
+time over the lanes' time. Nothing else runs meanwhile: this is the lanes' gain on an idle
+machine, while `bench vocoder` shows what remains of it beside a busy event loop.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -40,35 +42,48 @@ def time_batches(subject: Any, rows: list[int], lanes: int, repeats: int, seed: 
     from voxserve.vocoder.device_decode import DeviceDecoder
 
     codec, policy = subject.codec, subject.policy
-    one = DeviceDecoder(codec, "cpu", graphs=False, lanes=1)
-    many = DeviceDecoder(codec, "cpu", graphs=False, lanes=lanes)
+    decoder = DeviceDecoder(codec, "cpu", graphs=False, lanes=lanes)
     generator = torch.Generator().manual_seed(seed)
     # A first window as long as the longest steady one: the length the saturated vocoder decodes.
     chunk = policy.left_context_tokens + policy.max_chunk_tokens
     figures = []
-    for count in rows:
-        batch = Batch.random(
-            codec, count, chunk, policy.lookahead_tokens, subject.conditioning, seed, generator
-        )
-        timings: dict[str, list[float]] = {"one_lane": [], "lanes": []}
-        for decoder in (one, many):
-            decoder.decode(batch.rows)
-        for _ in range(repeats):
-            for way, decoder in (("one_lane", one), ("lanes", many)):
-                started = time.perf_counter()
+    with ThreadPoolExecutor(lanes, thread_name_prefix="lane") as pool:
+
+        def one_lane(batches: list[Any]) -> None:
+            for batch in batches:
                 decoder.decode(batch.rows)
-                timings[way].append(time.perf_counter() - started)
-        one_ms = statistics.median(timings["one_lane"]) * 1e3
-        lanes_ms = statistics.median(timings["lanes"]) * 1e3
-        figures.append(
-            {
-                "rows": count,
-                "window_tokens": policy.longest_window,
-                "one_lane_ms": one_ms,
-                "lanes_ms": lanes_ms,
-                "speedup": one_ms / lanes_ms,
-            }
-        )
+
+        def all_lanes(batches: list[Any]) -> None:
+            for future in [pool.submit(decoder.decode, batch.rows) for batch in batches]:
+                future.result()
+
+        for count in rows:
+            batches = [
+                Batch.random(
+                    codec, count, chunk, policy.lookahead_tokens, subject.conditioning, seed, generator
+                )
+                for _ in range(lanes)
+            ]
+            timings: dict[str, list[float]] = {"one_lane": [], "lanes": []}
+            one_lane(batches)
+            all_lanes(batches)
+            for _ in range(repeats):
+                for way, run in (("one_lane", one_lane), ("lanes", all_lanes)):
+                    started = time.perf_counter()
+                    run(batches)
+                    timings[way].append(time.perf_counter() - started)
+            one_ms = statistics.median(timings["one_lane"]) * 1e3
+            lanes_ms = statistics.median(timings["lanes"]) * 1e3
+            figures.append(
+                {
+                    "rows": count,
+                    "forwards": lanes,
+                    "window_tokens": policy.longest_window,
+                    "one_lane_ms": one_ms,
+                    "lanes_ms": lanes_ms,
+                    "speedup": one_ms / lanes_ms,
+                }
+            )
     return figures
 
 
@@ -99,7 +114,9 @@ def run_from_args(args: argparse.Namespace) -> int:
                 subject = BUILDERS[name](Path(scratch), settings)
                 result["codecs"][name] = time_batches(subject, rows, lanes, args.repeats, args.seed)
     written = write_result(Path(args.out), "decode-lanes", result)
-    print(f"one forward on 1 lane against {lanes} lanes, ms (median of {args.repeats})")
+    print(
+        f"{lanes} forwards one after another against at once on {lanes} lanes, ms (median of {args.repeats})"
+    )
     for name, figures in result["codecs"].items():
         for f in figures:
             print(

@@ -10,7 +10,7 @@ import pytest
 from bench.__main__ import main
 
 
-def test_the_bench_times_one_lane_against_two_for_each_row_count(
+def test_the_bench_times_two_forwards_on_one_lane_against_two_lanes_for_each_row_count(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["lanes", "--codecs", "bicodec,snac", "--rows", "1,2", "--lanes", "2", "--repeats", "1"]
@@ -26,6 +26,7 @@ def test_the_bench_times_one_lane_against_two_for_each_row_count(
             assert f["one_lane_ms"] > 0 and f["lanes_ms"] > 0, name
             assert f["speedup"] == pytest.approx(f["one_lane_ms"] / f["lanes_ms"])
             assert f["window_tokens"] > 10, f"{name}: the longest window, context included"
+            assert f["forwards"] == 2, "one forward per lane"
 
 
 def test_one_lane_has_nothing_to_compare(tmp_path: Path) -> None:

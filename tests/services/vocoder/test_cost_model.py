@@ -67,19 +67,3 @@ def test_the_model_follows_the_device_as_it_changes() -> None:
     for rows, tokens in SHAPES * 30:
         model.record(rows, tokens, CPU.seconds(rows, tokens))
     assert model.seconds(8, 103) == pytest.approx(CPU.seconds(8, 103), rel=1e-6)
-
-
-def test_rows_spread_over_lanes_cost_their_largest_group() -> None:
-    """A CPU decoding rows on two cores: two rows cost one, three cost two."""
-    truth = Coefficients(fixed=0.001, per_window_token=0.0, per_batch_token=0.00004, lanes=2)
-    model = CostModel(lanes=2)
-    for rows, tokens in SHAPES:
-        model.record(rows, tokens, truth.seconds(rows, tokens))
-    model.refit()
-    assert model.coefficients is not None and model.coefficients.lanes == 2
-    assert model.seconds(2, 103) == pytest.approx(model.seconds(1, 103))
-    assert model.seconds(3, 103) == pytest.approx(model.seconds(4, 103))
-    assert model.batching_pays(1, 103, 0.05), "a second row rides on the other core"
-    assert not model.batching_pays(2, 103, 0.05), "a third waits for a core"
-    # The same forwards read as one lane would make every row cost its own time.
-    assert not measured(CPU).batching_pays(1, 103, 0.05)

@@ -18,6 +18,16 @@ def test_load_is_the_busy_fraction_of_the_window() -> None:
     assert meter.load(11.0) == 0.0
 
 
+def test_load_is_the_busy_share_of_every_lane() -> None:
+    meter = LoadMeter(window_seconds=1.0, lanes=2)
+    meter.record(9.0, 10.0)
+    assert meter.load(10.0) == pytest.approx(0.5), "one of two lanes busy all along"
+    meter.record(9.5, 10.0)
+    assert meter.load(10.0) == pytest.approx(0.75)
+    with pytest.raises(ValueError, match="lanes"):
+        LoadMeter(lanes=0)
+
+
 def test_load_is_capped_at_one_and_the_window_must_be_positive() -> None:
     meter = LoadMeter(window_seconds=0.5)
     meter.record(0.0, 2.0)

@@ -100,26 +100,49 @@ def test_a_queue_that_one_by_one_would_starve_clients_is_batched_even_on_a_cpu(t
     assert all(w.stream_id in {s.id for s in streams} for w in batch.windows)
 
 
-@pytest.mark.parametrize(("lanes", "expected"), [(1, 1), (2, 2)])
-def test_a_forward_takes_little_longer_than_one_row_of_the_longest_window(
+@pytest.mark.parametrize(("lanes", "expected"), [(1, 1), (2, 4)])
+def test_a_forward_takes_little_longer_than_one_row_of_the_longest_window_per_lane(
     tiny_bicodec: BiCodec, lanes: int, expected: int
 ) -> None:
-    # Clients about to run dry would take any batch that shortens the queue; yet a stream that
-    # arrives meanwhile waits for the forward in flight, so it stays near one row's time: one
-    # row on one core, one row per lane on two.
-    costly = Coefficients(fixed=0.01, per_window_token=0.0, per_batch_token=0.0001, lanes=lanes)
-    scheduler = Scheduler(
-        tiny_bicodec, POLICY, LIMITS, decoder=DeviceDecoder(tiny_bicodec, "cpu", graphs=False, lanes=lanes)
-    )
+    # Starved clients would take any batch that shortens the queue; yet a stream that arrives
+    # meanwhile waits for the first lane to come free, so a forward stays near one row's time per
+    # lane: one row (19 ms) on one lane; on two, four rows (47 ms; five would take 56).
+    costly = Coefficients(fixed=0.01, per_window_token=0.0, per_batch_token=0.0001)
+    decoder = DeviceDecoder(tiny_bicodec, "cpu", graphs=False, lanes=lanes)
+    scheduler = Scheduler(tiny_bicodec, POLICY, LIMITS, decoder=decoder)
     for rows, tokens in SHAPES:
         scheduler.cost.record(rows, tokens, costly.seconds(rows, tokens))
     scheduler.cost.refit()
     now = time.monotonic()
     for _ in range(8):
-        ready(scheduler, decoded=50, first_audio_at=now - 0.96, created=now - 2)
+        ready(scheduler, decoded=50, first_audio_at=now - 2, created=now - 3)
     batch = scheduler.next_batch(now)
     assert batch is not None and batch.window_length == POLICY.longest_window
     assert batch.size == expected
+
+
+def test_a_queue_that_the_lanes_serve_in_time_one_by_one_is_not_batched(tiny_bicodec: BiCodec) -> None:
+    # Four clients each holding 50 ms of audio and 20 tokens to decode (windows of 32 tokens); a
+    # one-row forward takes 20 ms and two rows 39 ms (a CPU: batching saves little). One lane
+    # serving them one by one leaves the last two dry, so rows share forwards; two lanes serve all
+    # four in time, one row per forward.
+    length = POLICY.window_length(20)
+    per_row = Coefficients(fixed=0.001, per_window_token=0.0, per_batch_token=0.019 / length)
+    sizes = {}
+    for lanes in (1, 2):
+        decoder = DeviceDecoder(tiny_bicodec, "cpu", graphs=False, lanes=lanes)
+        scheduler = Scheduler(tiny_bicodec, POLICY, LIMITS, decoder=decoder)
+        for rows, tokens in SHAPES:
+            scheduler.cost.record(rows, tokens, per_row.seconds(rows, tokens))
+        scheduler.cost.refit()
+        now = time.monotonic()
+        for _ in range(4):
+            stream = ready(scheduler, decoded=50, first_audio_at=now - 0.95, created=now - 2)
+            del stream.tokens[50 + 20 + POLICY.lookahead_tokens :]
+        batch = scheduler.next_batch(now)
+        assert batch is not None and batch.window_length == length
+        sizes[lanes] = batch.size
+    assert sizes[1] > 1 and sizes[2] == 1
 
 
 def test_before_the_model_has_measured_enough_batches_fill_as_before(tiny_bicodec: BiCodec) -> None:

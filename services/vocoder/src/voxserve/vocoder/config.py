@@ -119,8 +119,8 @@ class VocoderConfig(ServiceConfig):
     )
     cpu_decode_lanes: int = setting(
         0,
-        "On a CPU device, decode a batch's rows in this many parallel groups, one thread each (so a "
-        "batch of two rows on two cores costs about one row); 0 means the cores this process may use "
+        "On a CPU device, run this many decode forwards at once, one thread each (a lane per group of "
+        "torch_threads cores); 0 means the cores this process may use "
         "(affinity and cgroup quota) divided by torch_threads (1 when torch_threads is 0); no effect "
         "on a GPU",
     )
@@ -131,7 +131,7 @@ class VocoderConfig(ServiceConfig):
 
     @property
     def decode_lanes(self) -> int:
-        """Parallel row groups on a CPU device: the setting, or what the cores allow."""
+        """Decode forwards at once on a CPU device: the setting, or what the cores allow."""
         if self.cpu_decode_lanes:
             return self.cpu_decode_lanes
         if self.torch_threads == 0:

@@ -1,12 +1,12 @@
 """What a decode forward costs on this device, learned from the scheduler's own forwards.
 
-A forward of `rows` windows of `tokens` tokens each, decoded in `lanes` parallel groups of
-rows (`DeviceDecoder`: one per CPU core it may use; one on a GPU), is modelled as
+A forward of `rows` windows of `tokens` tokens each, on one of the device's lanes, is modelled as
 
-    seconds = fixed + per_window_token * tokens + per_batch_token * ceil(rows / lanes) * tokens
+    seconds = fixed + per_window_token * tokens + per_batch_token * rows * tokens
 
-On one CPU core the last term dominates: a batch costs about the sum of its rows, so batching
-saves only the fixed part; spread over lanes, a batch costs about its largest group. On a GPU
+On a CPU core the last term dominates: a batch costs about the sum of its rows, so batching
+saves only the fixed part (the forwards measured are those of busy lanes, so what the lanes take
+from each other, memory bandwidth and the GIL, is in the figures). On a GPU
 the first two terms dominate: until the device is full a batch costs about one row. The model is
 not told which device it is on; it is refitted by least squares over the most recent forwards
 (seeded by the warm-up's), with every coefficient kept >= 0.
@@ -15,7 +15,6 @@ not told which device it is on; it is refitted by least squares over the most re
 from __future__ import annotations
 
 import itertools
-import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -32,21 +31,18 @@ class Coefficients:
     fixed: float
     per_window_token: float
     per_batch_token: float
-    lanes: int = 1
 
     def seconds(self, rows: int, tokens: int) -> float:
-        serial_rows = math.ceil(rows / self.lanes)
-        return self.fixed + self.per_window_token * tokens + self.per_batch_token * serial_rows * tokens
+        return self.fixed + self.per_window_token * tokens + self.per_batch_token * rows * tokens
 
 
 def _features(rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
     return np.stack([np.ones_like(rows), tokens, rows * tokens], axis=1)
 
 
-def fit(rows: np.ndarray, tokens: np.ndarray, seconds: np.ndarray, lanes: int = 1) -> Coefficients:
+def fit(rows: np.ndarray, tokens: np.ndarray, seconds: np.ndarray) -> Coefficients:
     """Non-negative least squares over the three terms (an exhaustive active set: 7 subsets)."""
-    serial_rows = np.ceil(rows.astype(np.float64) / lanes)
-    features = _features(serial_rows, tokens.astype(np.float64))
+    features = _features(rows.astype(np.float64), tokens.astype(np.float64))
     best: tuple[float, np.ndarray] | None = None
     for size in (3, 2, 1):
         for subset in itertools.combinations(range(3), size):
@@ -62,15 +58,13 @@ def fit(rows: np.ndarray, tokens: np.ndarray, seconds: np.ndarray, lanes: int = 
             break  # the largest non-negative subset fits at least as well as any smaller one
     coefficients = best[1] if best is not None else np.array([float(np.mean(seconds)), 0.0, 0.0])
     fixed, per_window_token, per_batch_token = (float(c) for c in coefficients)
-    return Coefficients(fixed, per_window_token, per_batch_token, lanes)
+    return Coefficients(fixed, per_window_token, per_batch_token)
 
 
 @dataclass
 class CostModel:
     """Forward seconds as a function of rows and window tokens, for one codec on one device."""
 
-    lanes: int = 1
-    """Groups of rows the decoder runs in parallel (`DeviceDecoder.lanes`)."""
     history: int = 256
     _samples: deque[tuple[int, int, float]] = field(default_factory=deque)
     _since_fit: int = 0
@@ -88,7 +82,7 @@ class CostModel:
         if len({(r, t) for r, t, _ in self._samples}) < MIN_SHAPES:
             return
         data = np.array(self._samples, dtype=np.float64)
-        self.coefficients = fit(data[:, 0], data[:, 1], data[:, 2], self.lanes)
+        self.coefficients = fit(data[:, 0], data[:, 1], data[:, 2])
         self._since_fit = 0
 
     @property

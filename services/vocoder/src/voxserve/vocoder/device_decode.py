@@ -22,13 +22,13 @@ tail lengths and carries each stream's phase and tails from chunk to chunk on th
 no fixed shape to capture, and since nothing is padded, no stream's state is ever touched by
 another row.
 
-On a CPU, a batch's rows split into `lanes` groups decoded at once, each on its own thread (torch
-releases the GIL inside its kernels, and with one intra-op thread a kernel runs on the thread that
-calls it). A small decoder's convolutions gain little from intra-op threads, but rows are
-independent work: for a decoder whose time goes to large kernels, a batch of two rows on two cores
-then costs about one row, as a batch does on a GPU, instead of the sum of its rows. A small model's
-hundreds of small kernels each take the GIL back and serialise in part. Rows decoded in smaller
-groups differ from one forward only by the rounding any two batch sizes differ by.
+On a CPU, `lanes` forwards may run at once, each called from its own thread (torch releases the
+GIL inside its kernels, and with one intra-op thread a kernel runs on the thread that calls it).
+A small decoder's convolutions gain little from intra-op threads, but forwards are independent
+work: with one lane per core the cores stay busy whatever the lengths of the batches in flight.
+`decode` is therefore safe to call from several threads at once on a CPU (there it changes no
+state of its own but a count of forwards, and the codecs keep per-call state per thread); on a GPU
+there is one lane.
 
 Samples reach the host through one pinned buffer, copied on a side stream (so the copy does not
 queue behind the next forward on the default stream), then copied out of the buffer into memory
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,18 +65,6 @@ Capture = Callable[[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]], Call
 def bucket_for(rows: int, buckets: Sequence[int]) -> int | None:
     """The smallest bucket holding `rows`, or None when none does."""
     return min((b for b in buckets if b >= rows), default=None)
-
-
-def split_rows(rows: Sequence[DecodeRow], groups: int) -> list[Sequence[DecodeRow]]:
-    """`rows` in at most `groups` contiguous groups whose sizes differ by at most one."""
-    count = min(max(1, groups), len(rows))
-    size, extra = divmod(len(rows), count)
-    out, start = [], 0
-    for i in range(count):
-        end = start + size + (1 if i < extra else 0)
-        out.append(rows[start:end])
-        start = end
-    return out
 
 
 def capture_shapes(
@@ -139,8 +126,8 @@ class DeviceDecoder:
     `decode(rows)` gives, per row, float32 CPU samples of its own tokens, as
     `codec.decode_windows` does. Graphs apply only on CUDA (or with `capture` given, which
     tests use to stand in for CUDA), only to codecs with a static-shape forward, and only to
-    shapes `warm_up` captured; everything else runs eagerly. `lanes`: on a CPU, how many groups
-    of a batch's rows decode in parallel threads (1 on any other device).
+    shapes `warm_up` captured; everything else runs eagerly. `lanes`: on a CPU, how many forwards
+    may run at once, from as many threads (1 on any other device).
     """
 
     def __init__(
@@ -158,10 +145,6 @@ class DeviceDecoder:
         if lanes < 1:
             raise ValueError(f"lanes must be >= 1, got {lanes}")
         self.lanes = lanes if self.device.type == "cpu" else 1
-        # The calling thread decodes the first group; these threads the others.
-        self._lane_pool = (
-            ThreadPoolExecutor(self.lanes - 1, thread_name_prefix="vocoder-lane") if self.lanes > 1 else None
-        )
         self.buckets = tuple(sorted(set(buckets)))
         if not self.buckets or self.buckets[0] < 1:
             raise ValueError(f"buckets must be positive row counts, got {buckets}")
@@ -225,27 +208,10 @@ class DeviceDecoder:
             graph = self._graph_for(rows)
             if graph is None:
                 self.eager_forwards += 1
-                pieces = self._eager(rows)
+                pieces = self.codec.decode_windows(rows)
             else:
                 pieces = self._replay(graph, rows)
             return self._to_host(pieces)
-
-    def _eager(self, rows: Sequence[DecodeRow]) -> list[torch.Tensor]:
-        groups = split_rows(rows, self.lanes)
-        if len(groups) == 1 or self._lane_pool is None:
-            return self.codec.decode_windows(rows)
-        others = [self._lane_pool.submit(self._decode_group, group) for group in groups[1:]]
-        try:
-            pieces = list(self.codec.decode_windows(groups[0]))
-        finally:
-            wait(others)  # a failed group fails the batch, but only once no lane still runs it
-        for future in others:
-            pieces += future.result()
-        return pieces
-
-    def _decode_group(self, rows: Sequence[DecodeRow]) -> list[torch.Tensor]:
-        with torch.inference_mode():  # thread-local: each lane enters it itself
-            return self.codec.decode_windows(rows)
 
     def _graph_for(self, rows: Sequence[DecodeRow]) -> CapturedForward | None:
         if not self.graphs:

@@ -1,5 +1,5 @@
-"""How busy the decode device has been lately: the fraction of recent wall time spent in
-forwards, and on a CPU the whole host's load."""
+"""How busy the decode device has been lately: the fraction of recent wall time its lanes spent
+in forwards, and on a CPU the whole host's load."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 
 
 class LoadMeter:
-    def __init__(self, window_seconds: float = 1.0):
-        if window_seconds <= 0:
-            raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
+    def __init__(self, window_seconds: float = 1.0, lanes: int = 1):
+        """`lanes`: forwards the device runs at once; all of them busy is a load of 1."""
+        if window_seconds <= 0 or lanes < 1:
+            raise ValueError(f"window_seconds must be > 0 and lanes >= 1, got {window_seconds}, {lanes}")
         self.window_seconds = window_seconds
+        self.lanes = lanes
         self._busy: deque[tuple[float, float]] = deque()
 
     def record(self, started: float, ended: float) -> None:
@@ -19,12 +21,12 @@ class LoadMeter:
         self._busy.append((started, ended))
 
     def load(self, now: float) -> float:
-        """Busy fraction of the last `window_seconds`, in [0, 1]."""
+        """Busy fraction of the lanes over the last `window_seconds`, in [0, 1]."""
         horizon = now - self.window_seconds
         while self._busy and self._busy[0][1] <= horizon:
             self._busy.popleft()
         busy = sum(min(end, now) - max(start, horizon) for start, end in self._busy)
-        return min(1.0, max(0.0, busy / self.window_seconds))
+        return min(1.0, max(0.0, busy / (self.window_seconds * self.lanes)))
 
 
 class HostCpuLoad:

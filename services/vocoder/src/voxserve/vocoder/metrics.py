@@ -28,6 +28,9 @@ QUEUE_WAIT_SECONDS = Histogram(
     "From a stream's window becoming ready to its forward starting",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+FORWARDS_RUNNING = Gauge(
+    "voxserve_vocoder_forwards_running", "Decode forwards in progress (at most the device's lanes)"
+)
 FORWARD_SECONDS = Histogram(
     "voxserve_vocoder_forward_seconds",
     "Seconds per decode forward",

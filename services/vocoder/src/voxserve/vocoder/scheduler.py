@@ -1,19 +1,24 @@
 """The one owner of all decode work on a device.
 
-Streams register and append tokens; a single background task loops over steps. Each step looks
+Streams register and append tokens; a single background task forms batches. Each step looks
 at every stream's ready window, takes the most urgent one, fills a batch with the other ready
 windows of the same length (most urgent first, up to the batch limits), runs one forward for
 the whole batch in a worker thread (torch releases the GIL, so the event loop keeps taking
 frames meanwhile) and hands each stream its samples. A stream that goes away while its window
 is in flight is filtered out of the results.
 
+The device runs `lanes` forwards at once (`DeviceDecoder.lanes`: on a CPU, one per group of cores
+its torch threads take; one on a GPU, whose one forward already fills it). Whenever a lane is free
+the next batch starts on it, whatever the lengths of the forwards in flight, so the cores stay
+busy with windows of any mix of lengths and a stream that arrives waits only for the first lane
+to come free.
+
 Batch formation follows measured costs (`cost_model`): a ready window joins the most urgent
 one's forward only when the predicted cost per row falls by more than BATCHING_MARGIN, or when
 the ready windows served one forward each would leave a client dry; and never when the longer
 forward would make a row already in the batch miss a deadline it would otherwise meet. On one CPU
 core, where a batch costs about the sum of its rows, that keeps batches small; over several
-cores (the decoder's lanes) a batch fills up to one row per core; on a GPU, where it costs about
-one row, batches fill.
+cores each lane runs its own forward; on a GPU, where a batch costs about one row, batches fill.
 
 Urgency: a stream that has sent no audio yet counts as due `first_audio_priority_seconds`
 before it arrived; any other stream is due at its playback deadline (when its client, playing
@@ -25,6 +30,7 @@ margin goes ahead of new ones: no stream waits forever.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -54,9 +60,10 @@ LOAD_LOW, LOAD_HIGH = 0.25, 0.75
 RECHECK_SECONDS = 0.02
 # A window joins a batch when one more row lowers the predicted cost per row by more than this.
 BATCHING_MARGIN = 0.05
-# A forward may take at most this many times a one-row forward of the longest window: a stream
-# that arrives meanwhile waits for the forward in flight, and on a device where a batch costs
-# about the sum of its rows that wait would otherwise grow with the batch.
+# A forward may take at most this many times a one-row forward of the longest window, per lane: a
+# stream that arrives meanwhile waits for the first lane to come free, and on a device where a
+# batch costs about the sum of its rows that wait would otherwise grow with the batch. With more
+# lanes it is a shorter share of a forward (the lanes' forwards end at different times).
 MAX_FORWARD_FACTOR = 1.25
 # Rows per forward the warm-up measures, at each of its window lengths.
 WARMUP_ROWS = (1, 2, 4, 8)
@@ -81,6 +88,12 @@ def pressure(load: float) -> float:
 
 
 @dataclass(frozen=True)
+class RunningForward:
+    batch: Batch
+    predicted_end: float
+
+
+@dataclass(frozen=True)
 class ReadyWork:
     due: float
     stream: DecodeStream
@@ -100,7 +113,8 @@ class Scheduler:
     ):
         """`host_load(now)`: load in [0, 1] from outside the scheduler's own forwards (on a CPU
         device, the host's CPU load); the device counts as busy as the larger of the two.
-        `decoder` runs the forwards (default: eagerly, on the codec's device)."""
+        `decoder` runs the forwards (default: eagerly, on the codec's device); as many run at once
+        as it has lanes, or one with `batching` off (one window per forward, one at a time)."""
         limits = limits or SchedulerLimits()
         if limits.max_batch_tokens < policy.longest_window:
             raise ValueError(
@@ -112,19 +126,24 @@ class Scheduler:
         self.policy = policy
         self.limits = limits
         self.max_batch_size = limits.max_batch_size if batching else 1
-        self.load_meter = LoadMeter()
-        self.cost = CostModel(lanes=self.decoder.lanes)
+        self.lanes = self.decoder.lanes if batching else 1
+        self.load_meter = LoadMeter(lanes=self.lanes)
+        self.cost = CostModel()
         self.host_load = host_load
         self._streams: dict[int, DecodeStream] = {}
+        self._running: dict[asyncio.Task[None], RunningForward] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # One thread runs every forward: one device's work is one sequence anyway, and a single
-        # thread keeps the allocator to one arena instead of fragmenting memory over many.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vocoder-decode")
+        # A thread per lane and no more: each thread's allocator arena holds on to memory.
+        self._executor = ThreadPoolExecutor(max_workers=self.lanes, thread_name_prefix="vocoder-decode")
 
     @property
     def active_streams(self) -> int:
         return len(self._streams)
+
+    @property
+    def forwards_running(self) -> int:
+        return len(self._running)
 
     def start(self) -> None:
         if self._task is None:
@@ -138,6 +157,10 @@ class Scheduler:
             except asyncio.CancelledError:
                 pass
             self._task = None
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
 
     def register(self, conditioning: Any, seed: int = 0) -> DecodeStream:
         if len(self._streams) >= self.limits.max_streams:
@@ -223,7 +246,7 @@ class Scheduler:
         rows, length = len(taken), candidate.window.length
         alone = self.cost.seconds(rows, length)
         joined = self.cost.seconds(rows + 1, length)
-        if joined > MAX_FORWARD_FACTOR * self.cost.seconds(1, self.policy.longest_window):
+        if joined > MAX_FORWARD_FACTOR * self.lanes * self.cost.seconds(1, self.policy.longest_window):
             return False
         for work in taken:
             deadline = work.stream.deadline()
@@ -238,11 +261,15 @@ class Scheduler:
         return joined < alone + self.cost.seconds(1, length) and self._late_one_by_one(ready, now)
 
     def _late_one_by_one(self, ready: list[ReadyWork], now: float) -> bool:
-        """Whether serving the ready windows one forward each, most urgent first, would leave
-        some client (one that has audio) without its next chunk in time."""
-        finish = now
+        """Whether serving the ready windows one forward each, most urgent first, each on the
+        first lane to come free, would leave some client (one that has audio) without its next
+        chunk in time."""
+        lanes = [max(now, forward.predicted_end) for forward in self._running.values()]
+        lanes += [now] * (self.lanes - len(lanes))
+        heapq.heapify(lanes)
         for work in ready:
-            finish += self.cost.seconds(1, work.window.length)
+            finish = heapq.heappop(lanes) + self.cost.seconds(1, work.window.length)
+            heapq.heappush(lanes, finish)
             deadline = work.stream.deadline()
             if deadline is not None and finish > deadline:
                 return True
@@ -295,17 +322,41 @@ class Scheduler:
                 pass
             self._wake.clear()
             try:
-                while (batch := self.next_batch(time.monotonic())) is not None:
-                    await self._step(batch)
+                while (
+                    len(self._running) < self.lanes
+                    and (batch := self.next_batch(time.monotonic())) is not None
+                ):
+                    self._launch(batch)
             except Exception as exc:
-                # A bug here must not stall every stream on the device: fail the streams that had
-                # work in flight, keep serving the rest.
+                # A bug here must not stall every stream on the device: fail the streams it left
+                # marked in flight with no forward running them, keep serving the rest.
                 log.exception("scheduler step failed")
-                for stream in self._streams.values():
-                    if stream.in_flight:
-                        stream.in_flight = False
-                        stream.finished = True
-                        stream.fail(exc)
+                running = {w.stream_id for forward in self._running.values() for w in forward.batch.windows}
+                self._fail([s.id for s in self._streams.values() if s.in_flight and s.id not in running], exc)
+
+    def _launch(self, batch: Batch) -> None:
+        predicted_end = time.monotonic() + self.cost.seconds(batch.size, batch.window_length)
+        task = asyncio.get_running_loop().create_task(self._step(batch), name="vocoder-forward")
+        self._running[task] = RunningForward(batch, predicted_end)
+        metrics.FORWARDS_RUNNING.set(len(self._running))
+        task.add_done_callback(self._forward_done)
+
+    def _forward_done(self, task: asyncio.Task[None]) -> None:
+        forward = self._running.pop(task, None)
+        metrics.FORWARDS_RUNNING.set(len(self._running))
+        if not task.cancelled() and (exc := task.exception()) is not None and forward is not None:
+            # Past the forward itself (handing out samples): a bug fails this batch's streams only.
+            log.error("decode step failed", exc_info=exc)
+            self._fail([w.stream_id for w in forward.batch.windows], exc)
+        self._wake.set()
+
+    def _fail(self, stream_ids: list[int], exc: BaseException) -> None:
+        for stream_id in stream_ids:
+            stream = self._streams.get(stream_id)
+            if stream is not None and stream.in_flight:
+                stream.in_flight = False
+                stream.finished = True
+                stream.fail(exc)
 
     def _decode_to_host(self, batch: Batch) -> list[torch.Tensor]:
         # The copy to host memory waits for the device; doing it here keeps that off the event loop.
@@ -319,12 +370,7 @@ class Scheduler:
             batch.audio = await loop.run_in_executor(self._executor, self._decode_to_host, batch)
         except Exception as exc:  # a codec failure fails only the streams in this batch
             log.exception("decode failed", batch_size=batch.size)
-            for w in batch.windows:
-                stream = self._streams.get(w.stream_id)
-                if stream is not None:
-                    stream.in_flight = False
-                    stream.finished = True
-                    stream.fail(exc)
+            self._fail([w.stream_id for w in batch.windows], exc)
             return
         now = time.monotonic()
         self.load_meter.record(started, now)
