@@ -10,6 +10,7 @@ import pytest
 import torch
 from prometheus_client import REGISTRY
 
+from tests.services.vocoder.helpers import RecordingCodec
 from tests.services.vocoder.test_cost_model import CPU, GPU, SHAPES
 from voxserve.vocoder.codecs.base import Codec
 from voxserve.vocoder.codecs.bicodec import BiCodec
@@ -172,6 +173,15 @@ def test_the_warm_up_seeds_the_cost_model_for_every_codec(
         exported = REGISTRY.get_sample_value(f"voxserve_vocoder_cost_{term}_seconds")
         field = "fixed" if term == "fixed" else f"per_{term}"
         assert exported == getattr(coefficients, field), term
+
+
+def test_the_warm_up_decodes_one_row_of_every_window_length_of_the_ladder(tiny_bicodec: BiCodec) -> None:
+    codec = RecordingCodec(tiny_bicodec)
+    scheduler = Scheduler(codec, POLICY, LIMITS)  # type: ignore[arg-type]
+    scheduler.warm_up(tiny_bicodec.warmup_voice(seed=1))
+    # Chunks 10, 20, 40, 80 with lookahead 6, and with left context 6 as well.
+    assert POLICY.window_lengths == {16, 26, 46, 86, 22, 32, 52, 92}
+    assert {length for rows, length in codec.shapes if rows == 1} == POLICY.window_lengths
 
 
 @pytest.mark.parametrize(

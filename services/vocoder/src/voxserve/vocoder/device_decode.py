@@ -73,10 +73,8 @@ def capture_shapes(
     """(rows, window length) worth capturing: every chunk size of the ladder, with full left
     context (a stream's steady state) and with none (its first window), in every bucket up to
     the most rows the scheduler forms at that length."""
-    lengths = {policy.window_length(size) for size in policy.sizes}
-    lengths |= {size + policy.lookahead_tokens for size in policy.sizes}
     shapes = []
-    for length in sorted(lengths):
+    for length in sorted(policy.window_lengths):
         most = bucket_for(min(max_batch_size, max(1, max_batch_tokens // length)), buckets)
         shapes += [(bucket, length) for bucket in buckets if most is not None and bucket <= most]
     return shapes

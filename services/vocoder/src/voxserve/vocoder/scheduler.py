@@ -277,8 +277,9 @@ class Scheduler:
 
     def warm_up(self, voice: VoiceConditioning, seed: int = 0) -> float:
         """Forwards of a few batch shapes on random tokens, before any stream arrives: they seed
-        the cost model (and take the device's one-time costs off the first requests). Blocking:
-        run it in a thread before `start`. Returns its seconds."""
+        the cost model, and one row of every other window length of the ladder takes a shape's
+        first-time costs (kernel choice, allocations: 9-32 ms on a CPU) off the first streams.
+        Blocking: run it in a thread before `start`. Returns its seconds."""
         started = time.monotonic()
         conditioning = self.codec.condition(voice)
         generator = torch.Generator().manual_seed(seed)
@@ -298,6 +299,11 @@ class Scheduler:
                 began = time.monotonic()
                 self._decode_to_host(batch)
                 self._record_cost(rows, length, time.monotonic() - began)
+        # Untimed: a shape's first forward is no sample of what it costs after.
+        for length in sorted(policy.window_lengths - {chunk + right for chunk in chunks}):
+            self._decode_to_host(
+                Batch.random(self.codec, 1, length - right, right, conditioning, seed, generator)
+            )
         return time.monotonic() - started
 
     def _record_cost(self, rows: int, length: int, seconds: float) -> None:

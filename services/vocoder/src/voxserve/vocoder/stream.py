@@ -62,6 +62,13 @@ class ChunkPolicy:
     def longest_window(self) -> int:
         return self.left_context_tokens + self.max_chunk_tokens + self.lookahead_tokens
 
+    @property
+    def window_lengths(self) -> frozenset[int]:
+        """Every length a window of a chunk of the ladder has: with full left context (a
+        stream's steady state) and with none (its first window). Final windows vary."""
+        right = self.lookahead_tokens
+        return frozenset({self.window_length(size) for size in self.sizes} | {s + right for s in self.sizes})
+
     def window_length(self, chunk_tokens: int) -> int:
         return self.left_context_tokens + chunk_tokens + self.lookahead_tokens
 
