@@ -33,20 +33,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.arguments import comma_ints, comma_names
 from bench.chatterbox_enrolment import add_arguments as chatterbox_enrolment_arguments
 from bench.decode_lanes import add_arguments as decode_lanes_arguments
 from bench.enrolment import add_arguments as enrolment_arguments
 
 DEFAULT_OUT = Path(__file__).parent / "results"
 DEFAULT_MAX_TOKENS = 250
-
-
-def _ints(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(",") if part.strip())
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _pack(path: Path | None):  # type: ignore[no-untyped-def]
@@ -216,14 +209,18 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run the load benchmark on every system and write a report")
     run.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
-    run.add_argument("--concurrency", type=_ints, default=(1, 2, 4, 8, 16), help="levels, e.g. 1,2,4,8,16")
+    run.add_argument(
+        "--concurrency", type=comma_ints, default=(1, 2, 4, 8, 16), help="levels, e.g. 1,2,4,8,16"
+    )
     run.add_argument(
         "--compare",
         choices=["baseline", "none"],
         default="baseline",
         help="baseline: voxserve, voxserve-bs1 and the monolithic baseline in one run",
     )
-    run.add_argument("--systems", type=_names, default=None, help="explicit systems (overrides --compare)")
+    run.add_argument(
+        "--systems", type=comma_names, default=None, help="explicit systems (overrides --compare)"
+    )
     run.add_argument("--requests-per-client", type=int, default=2)
     run.add_argument("--duration", type=float, default=None, help="seconds per level instead of a count")
     run.add_argument(
@@ -235,13 +232,13 @@ def parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--client",
-        type=_names,
+        type=comma_names,
         default=("grpc",),
         help="how requests reach the systems: grpc, http or grpc,http (HTTP POST /v1/audio/speech "
         "beside gRPC on the same running system, compared per level; gateway-fronted systems only)",
     )
     run.add_argument("--voice", default="default")
-    run.add_argument("--kinds", type=_names, default=(), help="corpus groups: short,medium,long,hindi")
+    run.add_argument("--kinds", type=comma_names, default=(), help="corpus groups: short,medium,long,hindi")
     run.add_argument(
         "--baseline-window-tokens",
         type=int,
@@ -258,8 +255,10 @@ def parser() -> argparse.ArgumentParser:
 
     vt = sub.add_parser("vocoder", help="the vocoder tier alone: token frames paced as a fast generator")
     vt.add_argument("--pack", type=Path, default=None, help="model pack; default: the embedded tiny pack")
-    vt.add_argument("--concurrency", type=_ints, default=(1, 4, 8, 16, 32, 48, 64))
-    vt.add_argument("--systems", type=_names, default=None, help="default: voxserve,voxserve-bs1,baseline")
+    vt.add_argument("--concurrency", type=comma_ints, default=(1, 4, 8, 16, 32, 48, 64))
+    vt.add_argument(
+        "--systems", type=comma_names, default=None, help="default: voxserve,voxserve-bs1,baseline"
+    )
     vt.add_argument("--streams-per-client", type=int, default=2)
     vt.add_argument(
         "--tokens", type=int, default=0, help="tokens per stream; 0: 5 s of audio (BiCodec 250, S3Gen 125)"
@@ -304,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
     dc.add_argument("--size", choices=["tiny", "full"], default="full", help="random codecs' sizes")
     dc.add_argument("--seconds", type=float, default=10.0, help="length of the random utterance")
     dc.add_argument("--repeats", type=int, default=3, help="timed decodes each way; the median is kept")
-    dc.add_argument("--codecs", type=_names, default=("bicodec", "s3gen", "snac"))
+    dc.add_argument("--codecs", type=comma_names, default=("bicodec", "s3gen", "snac"))
     dc.add_argument("--threads", type=int, default=1, help="torch threads")
     dc.add_argument("--seed", type=int, default=0, help="weights, tokens, voice and noise")
     dc.add_argument("--out", default=str(DEFAULT_OUT))

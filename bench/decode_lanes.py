@@ -21,6 +21,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from bench.arguments import comma_ints, comma_names
+
 DEFAULT_OUT = Path(__file__).parent / "results"
 
 
@@ -95,8 +97,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     from bench.streamed import write_result
     from voxserve.vocoder.config import available_cores
 
-    codecs = tuple(name.strip() for name in args.codecs.split(",") if name.strip())
-    rows = [int(part) for part in args.rows.split(",") if part.strip()]
+    codecs, rows = comma_names(args.codecs), list(comma_ints(args.rows))
     lanes = args.lanes or available_cores()
     if lanes < 2 or args.repeats < 1 or not rows or min(rows) < 1:
         raise SystemExit("lanes must be >= 2 (this machine's cores, or --lanes), repeats and rows >= 1")

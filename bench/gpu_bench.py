@@ -36,6 +36,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from bench.arguments import comma_ints, comma_names
 from bench.report import BenchRun, read_json, sustained_streams
 from bench.tier_codec import tier_codec
 from bench.vocoder_packs import VOCODER_PACKS, write_vocoder_pack
@@ -191,20 +192,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
-
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.gpu_bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cuda:0", help="where every system decodes")
     p.add_argument("--out", required=True, help="directory for gpu-bench.json, .md, .png and the logs")
     p.add_argument("--quick", action="store_true", help="the rehearsal: tiny packs, levels 1 and 2")
-    p.add_argument("--codecs", type=_names, default=VOCODER_PACKS, help="default: all four")
-    p.add_argument("--systems", type=_names, default=SYSTEMS, help="default: all three")
-    p.add_argument(
-        "--levels", type=lambda t: tuple(int(x) for x in _names(t)), default=None, help="streams per level"
-    )
+    p.add_argument("--codecs", type=comma_names, default=VOCODER_PACKS, help="default: all four")
+    p.add_argument("--systems", type=comma_names, default=SYSTEMS, help="default: all three")
+    p.add_argument("--levels", type=comma_ints, default=None, help="streams per level")
     p.add_argument("--budget-seconds", type=float, default=DEFAULT_BUDGET_SECONDS)
     p.add_argument(
         "--work", default=None, help="scratch directory for packs and runs (default: a temporary one)"
