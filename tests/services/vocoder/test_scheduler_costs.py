@@ -23,8 +23,9 @@ POLICY = ChunkPolicy(first_chunk_tokens=10, max_chunk_tokens=80, left_context_to
 LIMITS = SchedulerLimits(max_batch_size=8, max_batch_tokens=8 * POLICY.longest_window)
 
 
-def scheduler_on(codec: BiCodec, truth: Coefficients) -> Scheduler:
-    scheduler = Scheduler(codec, POLICY, LIMITS)
+def scheduler_on(codec: BiCodec, truth: Coefficients, lanes: int = 1) -> Scheduler:
+    decoder = DeviceDecoder(codec, "cpu", graphs=False, lanes=lanes)
+    scheduler = Scheduler(codec, POLICY, LIMITS, decoder=decoder)
     for rows, tokens in SHAPES:
         scheduler.cost.record(rows, tokens, truth.seconds(rows, tokens))
     scheduler.cost.refit()
@@ -109,11 +110,7 @@ def test_a_forward_takes_little_longer_than_one_row_of_the_longest_window_per_la
     # meanwhile waits for the first lane to come free, so a forward stays near one row's time per
     # lane: one row (19 ms) on one lane; on two, four rows (47 ms; five would take 56).
     costly = Coefficients(fixed=0.01, per_window_token=0.0, per_batch_token=0.0001)
-    decoder = DeviceDecoder(tiny_bicodec, "cpu", graphs=False, lanes=lanes)
-    scheduler = Scheduler(tiny_bicodec, POLICY, LIMITS, decoder=decoder)
-    for rows, tokens in SHAPES:
-        scheduler.cost.record(rows, tokens, costly.seconds(rows, tokens))
-    scheduler.cost.refit()
+    scheduler = scheduler_on(tiny_bicodec, costly, lanes)
     now = time.monotonic()
     for _ in range(8):
         ready(scheduler, decoded=50, first_audio_at=now - 2, created=now - 3)
@@ -131,11 +128,7 @@ def test_a_queue_that_the_lanes_serve_in_time_one_by_one_is_not_batched(tiny_bic
     per_row = Coefficients(fixed=0.001, per_window_token=0.0, per_batch_token=0.019 / length)
     sizes = {}
     for lanes in (1, 2):
-        decoder = DeviceDecoder(tiny_bicodec, "cpu", graphs=False, lanes=lanes)
-        scheduler = Scheduler(tiny_bicodec, POLICY, LIMITS, decoder=decoder)
-        for rows, tokens in SHAPES:
-            scheduler.cost.record(rows, tokens, per_row.seconds(rows, tokens))
-        scheduler.cost.refit()
+        scheduler = scheduler_on(tiny_bicodec, per_row, lanes)
         now = time.monotonic()
         for _ in range(4):
             stream = ready(scheduler, decoded=50, first_audio_at=now - 0.95, created=now - 2)
