@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import hashlib
 import random
+import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,16 @@ from voxserve.vocoder.stream import Chunk, ChunkPolicy
 
 
 class RecordingCodec:
-    """Wraps a codec and records each forward's batch shape; can be told to fail."""
+    """Wraps a codec and records each forward's batch shape and the most forwards in progress at
+    once (forwards may run on several lanes); can be told to fail."""
 
     def __init__(self, codec: BiCodec, fail: bool = False):
         self.inner = codec
         self.shapes: list[tuple[int, int]] = []
         self.fail = fail
+        self.most_at_once = 0
+        self._at_once = 0
+        self._lock = threading.Lock()
         for name in (
             "name",
             "sample_rate",
@@ -54,7 +59,17 @@ class RecordingCodec:
         return None  # every forward goes through decode_windows, which records it
 
     def decode_windows(self, rows: Sequence[DecodeRow]) -> list[torch.Tensor]:
-        self.shapes.append((len(rows), rows[0].window.length))
+        with self._lock:
+            self.shapes.append((len(rows), rows[0].window.length))
+            self._at_once += 1
+            self.most_at_once = max(self.most_at_once, self._at_once)
+        try:
+            return self.forward(rows)
+        finally:
+            with self._lock:
+                self._at_once -= 1
+
+    def forward(self, rows: Sequence[DecodeRow]) -> list[torch.Tensor]:
         if self.fail:
             raise RuntimeError("device lost")
         return self.inner.decode_windows(rows)

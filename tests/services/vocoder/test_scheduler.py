@@ -15,8 +15,11 @@ import torch
 from prometheus_client import REGISTRY
 
 from tests.services.vocoder.helpers import RecordingCodec, joined, offline, stream_through, tokens_for, voice
+from tests.services.vocoder.test_cost_model import GPU
 from voxserve.vocoder.batch import Batch
 from voxserve.vocoder.codecs.bicodec import BiCodec
+from voxserve.vocoder.cost_model import Coefficients, CostModel
+from voxserve.vocoder.device_decode import DeviceDecoder
 from voxserve.vocoder.receptive_field import measure_context
 from voxserve.vocoder.scheduler import Scheduler, SchedulerLimits, StreamLimitReached, pressure
 from voxserve.vocoder.stream import Chunk, ChunkPolicy, DecodeStream
@@ -70,14 +73,32 @@ async def test_first_chunk_comes_before_the_end(tiny_bicodec: BiCodec, policy: C
         await scheduler.stop()
 
 
-async def test_batching_is_invisible_with_31_others(tiny_bicodec: BiCodec, policy: ChunkPolicy) -> None:
-    """32 streams of different lengths and start times decoded together give the same samples
-    as each decoded in forwards of its own (batch size 1)."""
+class FixedCosts(CostModel):
+    """A cost model that keeps the costs it is given, whatever the forwards take."""
+
+    def __init__(self, coefficients: Coefficients):
+        super().__init__()
+        self.coefficients = coefficients
+
+    def record(self, rows: int, tokens: int, seconds: float) -> None:
+        pass
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+async def test_batching_is_invisible_with_31_others(
+    tiny_bicodec: BiCodec, policy: ChunkPolicy, lanes: int
+) -> None:
+    """32 streams of different lengths and start times decoded together (on one lane, or two
+    forwards at once) give the same samples as each decoded in forwards of its own (batch size 1)."""
     rng = random.Random(7)
     lengths = [rng.randrange(20, 300) for _ in range(32)]
     starts = [rng.random() * 0.3 for _ in range(32)]
     batched_codec, alone_codec = RecordingCodec(tiny_bicodec), RecordingCodec(tiny_bicodec)
-    batched = Scheduler(batched_codec, policy)  # type: ignore[arg-type]
+    decoder = DeviceDecoder(batched_codec, "cpu", graphs=False, lanes=lanes)  # type: ignore[arg-type]
+    batched = Scheduler(batched_codec, policy, decoder=decoder)  # type: ignore[arg-type]
+    # A GPU's costs, held: every ready window of the batch's length joins, however long this
+    # machine's forwards take, so rows do share forwards.
+    batched.cost = FixedCosts(GPU)
     alone = Scheduler(alone_codec, policy, batching=False)  # type: ignore[arg-type]
 
     async def run_all(scheduler: Scheduler) -> list[list[Chunk]]:
@@ -99,6 +120,7 @@ async def test_batching_is_invisible_with_31_others(tiny_bicodec: BiCodec, polic
         await batched.stop()
         await alone.stop()
     assert max(batched_codec.batch_sizes) >= 4, "concurrent streams should share forwards"
+    assert batched_codec.most_at_once == lanes
     assert set(alone_codec.batch_sizes) == {1}
     worst = 0.0
     for i, (a, b) in enumerate(zip(together, singles, strict=True)):

@@ -4,7 +4,6 @@ forward fails only its own streams, stop leaves none running, and batch size 1 k
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from collections.abc import Sequence
 
@@ -24,28 +23,18 @@ FORWARD_SECONDS = 0.2
 
 
 class SlowCodec(RecordingCodec):
-    """Each forward takes at least FORWARD_SECONDS; counts the forwards in progress at once, and
-    fails the forwards of windows of `failing_length` tokens."""
+    """Each forward takes at least FORWARD_SECONDS; fails the forwards of windows of
+    `failing_length` tokens."""
 
     def __init__(self, codec: BiCodec, failing_length: int = 0):
         super().__init__(codec)
         self.failing_length = failing_length
-        self._lock = threading.Lock()
-        self._now = 0
-        self.most_at_once = 0
 
-    def decode_windows(self, rows: Sequence[DecodeRow]) -> list[torch.Tensor]:
-        with self._lock:
-            self._now += 1
-            self.most_at_once = max(self.most_at_once, self._now)
-        try:
-            time.sleep(FORWARD_SECONDS)
-            if rows[0].window.length == self.failing_length:
-                raise RuntimeError("device lost")
-            return super().decode_windows(rows)
-        finally:
-            with self._lock:
-                self._now -= 1
+    def forward(self, rows: Sequence[DecodeRow]) -> list[torch.Tensor]:
+        time.sleep(FORWARD_SECONDS)
+        if rows[0].window.length == self.failing_length:
+            raise RuntimeError("device lost")
+        return super().forward(rows)
 
 
 def scheduler_with(codec: SlowCodec, lanes: int, *, batching: bool = True) -> Scheduler:
