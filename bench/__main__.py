@@ -8,7 +8,7 @@ python -m bench scaling                                 # vocoder compute per au
 python -m bench s3gen                                   # S3Gen streamed vs offline vs prefix re-run
 python -m bench snac                                    # SNAC streamed vs offline vs the Orpheus loop
 python -m bench decoders --size full                    # each codec: voxserve offline, streamed, upstream
-python -m bench lanes                                   # a CPU batch on one thread vs over decode lanes
+python -m bench lanes                                   # CPU forwards one after another vs at once on lanes
 python -m bench long-text                               # 2,000 characters: pipelined segments vs not
 python -m bench chatterbox                              # Chatterbox: tokens streamed to the flow vs all first
 python -m bench enrolment --size full                   # Spark voice enrolment: encode time for 10 s of audio
@@ -309,7 +309,9 @@ def parser() -> argparse.ArgumentParser:
     dc.add_argument("--out", default=str(DEFAULT_OUT))
     dc.set_defaults(func=_run_from_args("bench.decoders"))
 
-    dl = sub.add_parser("lanes", help="a CPU forward on one thread against the same batch over decode lanes")
+    dl = sub.add_parser(
+        "lanes", help="CPU forwards one after another against the same at once on decode lanes"
+    )
     decode_lanes_arguments(dl)
     dl.set_defaults(func=_run_from_args("bench.decode_lanes"))
 

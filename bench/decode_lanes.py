@@ -28,8 +28,10 @@ DEFAULT_OUT = Path(__file__).parent / "results"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", choices=["tiny", "full"], default="tiny", help="random codecs' sizes")
-    p.add_argument("--codecs", default="bicodec,s3gen,snac", help="comma-separated codecs")
-    p.add_argument("--rows", default="1,2,4", help="rows per batch, comma-separated")
+    p.add_argument(
+        "--codecs", type=comma_names, default=("bicodec", "s3gen", "snac"), help="e.g. bicodec,snac"
+    )
+    p.add_argument("--rows", type=comma_ints, default=(1, 2, 4), help="rows per batch, e.g. 1,2,4")
     p.add_argument("--lanes", type=int, default=0, help="lanes to compare with one; 0: the cores")
     p.add_argument("--repeats", type=int, default=5, help="timed forwards each way; the median is kept")
     p.add_argument("--seed", type=int, default=0)
@@ -37,7 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def time_batches(subject: Any, rows: list[int], lanes: int, repeats: int, seed: int) -> list[dict[str, Any]]:
-    """Per row count: milliseconds of one forward on one lane and on `lanes`, and their ratio."""
+    """Per row count: milliseconds of `lanes` forwards one after another on one thread and at once
+    on `lanes` threads, and their ratio."""
     import torch
 
     from voxserve.vocoder.batch import Batch
@@ -97,7 +100,7 @@ def run_from_args(args: argparse.Namespace) -> int:
     from bench.streamed import write_result
     from voxserve.vocoder.config import available_cores
 
-    codecs, rows = comma_names(args.codecs), list(comma_ints(args.rows))
+    codecs, rows = args.codecs, list(args.rows)
     lanes = args.lanes or available_cores()
     if lanes < 2 or args.repeats < 1 or not rows or min(rows) < 1:
         raise SystemExit("lanes must be >= 2 (this machine's cores, or --lanes), repeats and rows >= 1")

@@ -6,10 +6,10 @@ A forward of `rows` windows of `tokens` tokens each, on one of the device's lane
 
 On a CPU core the last term dominates: a batch costs about the sum of its rows, so batching
 saves only the fixed part (the forwards measured are those of busy lanes, so what the lanes take
-from each other, memory bandwidth and the GIL, is in the figures). On a GPU
-the first two terms dominate: until the device is full a batch costs about one row. The model is
-not told which device it is on; it is refitted by least squares over the most recent forwards
-(seeded by the warm-up's), with every coefficient kept >= 0.
+from each other, memory bandwidth and the GIL, is in the figures). On a GPU the first two terms
+dominate: until the device is full a batch costs about one row. The model is not told which
+device it is on; it is refitted by least squares over the most recent forwards (seeded by the
+warm-up's), with every coefficient kept >= 0.
 """
 
 from __future__ import annotations
@@ -57,8 +57,7 @@ def fit(rows: np.ndarray, tokens: np.ndarray, seconds: np.ndarray) -> Coefficien
         if best is not None:
             break  # the largest non-negative subset fits at least as well as any smaller one
     coefficients = best[1] if best is not None else np.array([float(np.mean(seconds)), 0.0, 0.0])
-    fixed, per_window_token, per_batch_token = (float(c) for c in coefficients)
-    return Coefficients(fixed, per_window_token, per_batch_token)
+    return Coefficients(*(float(c) for c in coefficients))
 
 
 @dataclass
